@@ -1,0 +1,286 @@
+/* core.c: the Lua C module `procwarden.core`: the parser (core.parse), the
+ * pw_event -> table conversion, bounded /proc readers, passwd lookups and
+ * fnmatch globs. Loaded by the daemon and, as a shared object, by the
+ * busted specs. */
+#include "core.h"
+
+#include <errno.h>
+#include <fnmatch.h>
+#include <lauxlib.h>
+#include <pwd.h>
+#include <grp.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "proc.h"
+
+int64_t pw_wall_offset_ns(void)
+{
+	struct timespec rt, mono;
+	clock_gettime(CLOCK_REALTIME, &rt);
+	clock_gettime(CLOCK_MONOTONIC, &mono);
+	return ((int64_t)rt.tv_sec - mono.tv_sec) * 1000000000LL + (rt.tv_nsec - mono.tv_nsec);
+}
+
+static void set_int(lua_State *L, const char *k, lua_Integer v)
+{
+	lua_pushinteger(L, v);
+	lua_setfield(L, -2, k);
+}
+
+void pw_event_push(lua_State *L, const struct pw_event *ev, int64_t wall_offset_ns, bool startup)
+{
+	lua_createtable(L, 0, 16);
+	lua_pushstring(L, pw_event_type_name(ev->type));
+	lua_setfield(L, -2, "type");
+	set_int(L, "pid", ev->pid);
+	set_int(L, "tgid", ev->tgid);
+	lua_pushboolean(L, ev->pid != ev->tgid);
+	lua_setfield(L, -2, "thread");
+	set_int(L, "cpu", ev->cpu);
+	set_int(L, "ktime_ns", (lua_Integer)ev->ktime_ns);
+	set_int(L, "seq", ev->seq);
+	lua_pushnumber(L, (double)ev->ktime_ns / 1e9 + (double)wall_offset_ns / 1e9);
+	lua_setfield(L, -2, "time");
+	lua_pushboolean(L, startup);
+	lua_setfield(L, -2, "startup");
+	switch (ev->type) {
+	case PW_EV_ACK:
+		set_int(L, "err", ev->u.ack.err);
+		set_int(L, "ack", ev->u.ack.cn_ack);
+		break;
+	case PW_EV_FORK:
+		set_int(L, "parent_pid", ev->u.fork.parent_pid);
+		set_int(L, "parent_tgid", ev->u.fork.parent_tgid);
+		set_int(L, "child_pid", ev->u.fork.child_pid);
+		set_int(L, "child_tgid", ev->u.fork.child_tgid);
+		break;
+	case PW_EV_EXIT: {
+		uint32_t c = ev->u.exit.exit_code;
+		set_int(L, "exit_code", c);
+		set_int(L, "exit_signal", ev->u.exit.exit_signal);
+		set_int(L, "parent_pid", ev->u.exit.parent_pid);
+		set_int(L, "parent_tgid", ev->u.exit.parent_tgid);
+		bool exited = pw_exit_exited(c);
+		if (exited)
+			set_int(L, "exit_status", pw_exit_status(c));
+		else
+			set_int(L, "term_signal", pw_exit_term_signal(c));
+		lua_pushboolean(L, !exited && pw_exit_core_dumped(c));
+		lua_setfield(L, -2, "core_dumped");
+		break;
+	}
+	case PW_EV_UID:
+		set_int(L, "ruid", ev->u.id.real);
+		set_int(L, "euid", ev->u.id.effective);
+		break;
+	case PW_EV_GID:
+		set_int(L, "rgid", ev->u.id.real);
+		set_int(L, "egid", ev->u.id.effective);
+		break;
+	case PW_EV_PTRACE:
+		set_int(L, "tracer_pid", ev->u.ptrace.tracer_pid);
+		set_int(L, "tracer_tgid", ev->u.ptrace.tracer_tgid);
+		break;
+	case PW_EV_COMM:
+		lua_pushstring(L, ev->u.comm.comm);
+		lua_setfield(L, -2, "comm");
+		break;
+	case PW_EV_COREDUMP:
+		set_int(L, "parent_pid", ev->u.coredump.parent_pid);
+		set_int(L, "parent_tgid", ev->u.coredump.parent_tgid);
+		break;
+	case PW_EV_OVERFLOW:
+		set_int(L, "lost", (lua_Integer)ev->u.overflow.lost);
+		break;
+	case PW_EV_EXEC:
+	case PW_EV_SID:
+	case PW_EV__COUNT:
+		break;
+	}
+}
+
+/* core.parse(bytes [, max_events]) -> { event, ... } | nil, error_name, offset */
+static int core_parse(lua_State *L)
+{
+	size_t len;
+	const char *buf = luaL_checklstring(L, 1, &len);
+	lua_Integer max = luaL_optinteger(L, 2, 1024);
+	luaL_argcheck(L, max >= 0 && max <= 65536, 2, "max_events out of range");
+	struct pw_event *evs = lua_newuserdatauv(L, sizeof(struct pw_event) * (size_t)(max ? max : 1), 0);
+	size_t n = 0, err_off = 0;
+	enum pw_parse_status st = pw_parse_buffer(buf, len, evs, (size_t)max, &n, &err_off);
+	if (st != PW_PARSE_OK) {
+		lua_pushnil(L);
+		lua_pushstring(L, pw_parse_status_name(st));
+		lua_pushinteger(L, (lua_Integer)err_off);
+		return 3;
+	}
+	int64_t off = pw_wall_offset_ns();
+	lua_createtable(L, (int)n, 0);
+	for (size_t i = 0; i < n; i++) {
+		pw_event_push(L, &evs[i], off, false);
+		lua_rawseti(L, -2, (lua_Integer)i + 1);
+	}
+	return 1;
+}
+
+static pid_t check_pid(lua_State *L, int idx)
+{
+	lua_Integer pid = luaL_checkinteger(L, idx);
+	luaL_argcheck(L, pid > 0 && pid <= 0x7fffffff, idx, "pid out of range");
+	return (pid_t)pid;
+}
+
+static int push_errno(lua_State *L, int neg_errno)
+{
+	lua_pushnil(L);
+	lua_pushstring(L, strerror(-neg_errno));
+	return 2;
+}
+
+/* core.proc_exe(pid) -> path | nil, err */
+static int core_proc_exe(lua_State *L)
+{
+	char buf[4096];
+	int n = proc_read_exe(check_pid(L, 1), buf, sizeof buf);
+	if (n < 0)
+		return push_errno(L, n);
+	lua_pushlstring(L, buf, (size_t)n);
+	return 1;
+}
+
+/* core.proc_link(pid, name) -> readlink of /proc/PID/<name> (cwd, fd/0 ...) */
+static int core_proc_link(lua_State *L)
+{
+	pid_t pid = check_pid(L, 1);
+	const char *name = luaL_checkstring(L, 2);
+	luaL_argcheck(L, strstr(name, "..") == NULL && name[0] != '/', 2, "bad name");
+	char path[128], buf[4096];
+	snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, name);
+	ssize_t n = readlink(path, buf, sizeof buf - 1);
+	if (n < 0)
+		return push_errno(L, -errno);
+	lua_pushlstring(L, buf, (size_t)n);
+	return 1;
+}
+
+/* core.proc_cmdline(pid) -> { argv... }, truncated | nil, err */
+static int core_proc_cmdline(lua_State *L)
+{
+	char buf[PW_ARGV_CAP];
+	bool trunc;
+	ssize_t n = proc_read_file(check_pid(L, 1), "cmdline", buf, sizeof buf, &trunc);
+	if (n < 0)
+		return push_errno(L, (int)n);
+	lua_createtable(L, 4, 0);
+	lua_Integer i = 0;
+	size_t start = 0;
+	for (size_t k = 0; k < (size_t)n; k++) {
+		if (buf[k] == 0) {
+			lua_pushlstring(L, buf + start, k - start);
+			lua_rawseti(L, -2, ++i);
+			start = k + 1;
+		}
+	}
+	if (start < (size_t)n) { /* last argument cut by the cap */
+		lua_pushlstring(L, buf + start, (size_t)n - start);
+		lua_rawseti(L, -2, ++i);
+		trunc = true;
+	}
+	lua_pushboolean(L, trunc);
+	return 2;
+}
+
+/* core.proc_comm(pid) -> name | nil, err */
+static int core_proc_comm(lua_State *L)
+{
+	char buf[64];
+	bool trunc;
+	ssize_t n = proc_read_file(check_pid(L, 1), "comm", buf, sizeof buf, &trunc);
+	if (n < 0)
+		return push_errno(L, (int)n);
+	if (n > 0 && buf[n - 1] == '\n')
+		n--;
+	lua_pushlstring(L, buf, (size_t)n);
+	return 1;
+}
+
+/* core.proc_status(pid) -> { ppid, uid, euid, gid, egid } | nil, err */
+static int core_proc_status(lua_State *L)
+{
+	struct pw_proc_status st;
+	int r = proc_read_status(check_pid(L, 1), &st);
+	if (r < 0)
+		return push_errno(L, r);
+	lua_createtable(L, 0, 5);
+	set_int(L, "ppid", st.ppid);
+	set_int(L, "uid", st.ruid);
+	set_int(L, "euid", st.euid);
+	set_int(L, "gid", st.rgid);
+	set_int(L, "egid", st.egid);
+	return 1;
+}
+
+/* core.proc_start_time(pid) -> ticks since boot | nil, err */
+static int core_proc_start_time(lua_State *L)
+{
+	uint64_t t;
+	int r = proc_read_start_time(check_pid(L, 1), &t);
+	if (r < 0)
+		return push_errno(L, r);
+	lua_pushinteger(L, (lua_Integer)t);
+	return 1;
+}
+
+/* core.user_name(uid) -> name | nil */
+static int core_user_name(lua_State *L)
+{
+	lua_Integer uid = luaL_checkinteger(L, 1);
+	struct passwd pw, *res = NULL;
+	char buf[1024];
+	if (uid < 0 || uid > 0xfffffffe || getpwuid_r((uid_t)uid, &pw, buf, sizeof buf, &res) != 0 || !res)
+		return 0;
+	lua_pushstring(L, pw.pw_name);
+	return 1;
+}
+
+/* core.fnmatch(pattern, subject [, nocase]) -> bool. glibc fnmatch: linear
+ * for the patterns rules use, no backtracking blow-up (DESIGN §8). */
+static int core_fnmatch(lua_State *L)
+{
+	const char *pat = luaL_checkstring(L, 1);
+	const char *s = luaL_checkstring(L, 2);
+	int flags = lua_toboolean(L, 3) ? FNM_CASEFOLD : 0;
+	lua_pushboolean(L, fnmatch(pat, s, flags) == 0);
+	return 1;
+}
+
+static const luaL_Reg core_funcs[] = {
+	{"parse", core_parse},
+	{"proc_exe", core_proc_exe},
+	{"proc_link", core_proc_link},
+	{"proc_cmdline", core_proc_cmdline},
+	{"proc_comm", core_proc_comm},
+	{"proc_status", core_proc_status},
+	{"proc_start_time", core_proc_start_time},
+	{"user_name", core_user_name},
+	{"fnmatch", core_fnmatch},
+	{NULL, NULL},
+};
+
+int luaopen_procwarden_core(lua_State *L)
+{
+	luaL_newlib(L, core_funcs);
+	/* core.event_types: the names rules may subscribe to, in kernel order */
+	lua_createtable(L, PW_EV__COUNT, 0);
+	for (int t = 0; t < PW_EV__COUNT; t++) {
+		lua_pushstring(L, pw_event_type_name((enum pw_event_type)t));
+		lua_rawseti(L, -2, t + 1);
+	}
+	lua_setfield(L, -2, "event_types");
+	lua_pushinteger(L, PW_ARGV_CAP);
+	lua_setfield(L, -2, "argv_cap");
+	return 1;
+}

@@ -1,0 +1,513 @@
+/* engine.c: the Lua state that runs user rules. Owns the state (with a
+ * memory cap), the embedded runtime modules, rule loading, the one safe-call
+ * helper through which every call into user code goes (traceback, budget),
+ * event dispatch to handler lists, rule timers, and the `procwarden.host`
+ * module: the C functions the Lua runtime calls back. */
+#include "engine.h"
+
+#include <errno.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core.h"
+#include "embedded.h"
+#include "log.h"
+#include "sink.h"
+
+struct pw_timer {
+	ev_timer w;
+	struct pw_engine *e;
+	int ref; /* registry ref of the runtime's timer entry { fn, name, seconds, again } */
+	struct pw_timer *next;
+};
+
+struct pw_engine {
+	lua_State *L;
+	struct pw_engine_config cfg;
+	int handlers_ref;  /* runtime.handlers */
+	int runtime_ref;   /* the runtime module table */
+	int event_mt_ref;  /* metatable of event tables (lazy fields) */
+	int traceback_ref; /* message handler of the safe call */
+	bool wanted[PW_EV__COUNT];
+	int64_t wall_offset_ns;
+	size_t mem_used, mem_cap;
+	/* budget of the call in progress */
+	long insn_left;
+	struct timespec deadline;
+	bool over_budget;
+	const char *current; /* name of the handler being run, for log lines */
+	struct pw_timer *timers;
+	bool started;
+	struct pw_engine_stats st;
+};
+
+/* ---- memory cap ------------------------------------------------------ */
+
+static void *engine_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+	struct pw_engine *e = ud;
+	if (ptr == NULL)
+		osize = 0;
+	if (nsize == 0) {
+		free(ptr);
+		e->mem_used -= osize;
+		return NULL;
+	}
+	if (nsize > osize && e->mem_used + (nsize - osize) > e->mem_cap) {
+		e->st.mem_refused++;
+		return NULL;
+	}
+	void *p = realloc(ptr, nsize);
+	if (p)
+		e->mem_used += nsize - osize;
+	return p;
+}
+
+/* ---- budget ------------------------------------------------------------ */
+
+#define HOOK_STEP 1000
+
+static bool past(const struct timespec *t)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+	return now.tv_sec > t->tv_sec || (now.tv_sec == t->tv_sec && now.tv_nsec >= t->tv_nsec);
+}
+
+static void budget_hook(lua_State *L, lua_Debug *ar)
+{
+	struct pw_engine *e;
+	lua_getallocf(L, (void **)&e);
+	e->insn_left -= HOOK_STEP;
+	if (!e->over_budget && e->insn_left > 0 && !past(&e->deadline))
+		return;
+	if (!e->over_budget) {
+		e->over_budget = true;
+		e->st.budget_exceeded++;
+		/* Keep raising at every instruction until the call has unwound, so
+		 * a rule's own pcall cannot swallow the budget error. */
+		lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
+	}
+	luaL_error(L, "budget exceeded (%ld instructions or %d ms per call)", (long)PW_INSN_BUDGET,
+		   PW_TIME_BUDGET_MS);
+}
+
+static void budget_arm(struct pw_engine *e)
+{
+	e->insn_left = PW_INSN_BUDGET;
+	e->over_budget = false;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &e->deadline);
+	e->deadline.tv_nsec += (long)PW_TIME_BUDGET_MS * 1000000L;
+	e->deadline.tv_sec += e->deadline.tv_nsec / 1000000000L;
+	e->deadline.tv_nsec %= 1000000000L;
+	lua_sethook(e->L, budget_hook, LUA_MASKCOUNT, HOOK_STEP);
+}
+
+static void budget_disarm(struct pw_engine *e)
+{
+	lua_sethook(e->L, NULL, 0, 0);
+}
+
+/* ---- the safe call ----------------------------------------------------- */
+
+static int traceback_handler(lua_State *L)
+{
+	const char *msg = lua_tostring(L, 1);
+	if (msg == NULL)
+		msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+	luaL_traceback(L, L, msg, 1);
+	return 1;
+}
+
+/* The one entry into user Lua. Calls the function below nargs arguments,
+ * with the traceback handler and the budget armed. who names the handler in
+ * log lines. Returns LUA_OK, or an error code with the message (traceback
+ * included) left on the stack for the caller to pop.
+ * Stack: [-(nargs+1), +0] on success, [-(nargs+1), +1] on error. */
+static int engine_call(struct pw_engine *e, int nargs, const char *who)
+{
+	lua_State *L = e->L;
+	int base = lua_gettop(L) - nargs; /* index of the function */
+	lua_rawgeti(L, LUA_REGISTRYINDEX, e->traceback_ref);
+	lua_insert(L, base);
+	const char *prev = e->current;
+	e->current = who;
+	e->st.calls++;
+	budget_arm(e);
+	int r = lua_pcall(L, nargs, 0, base);
+	budget_disarm(e);
+	e->current = prev;
+	lua_remove(L, base); /* the handler */
+	if (r != LUA_OK)
+		e->st.errors++;
+	return r;
+}
+
+/* Log the error message at the stack top (and pop it). */
+static void report_error(struct pw_engine *e, const char *what, const char *who)
+{
+	const char *msg = lua_tostring(e->L, -1);
+	pw_log(PW_LOG_ERROR, "%s %s failed: %s", what, who ? who : "?", msg ? msg : "?");
+	lua_pop(e->L, 1);
+}
+
+/* ---- procwarden.host: called by the Lua runtime ------------------------ */
+
+static struct pw_engine *host_engine(lua_State *L)
+{
+	return lua_touserdata(L, lua_upvalueindex(1));
+}
+
+/* host.want(type): a handler was added for type. */
+static int host_want(lua_State *L)
+{
+	struct pw_engine *e = host_engine(L);
+	int t = pw_event_type_from_name(luaL_checkstring(L, 1));
+	if (t >= 0)
+		e->wanted[t] = true;
+	return 0;
+}
+
+/* host.emit(level, text, kind, event?) */
+static int host_emit(lua_State *L)
+{
+	struct pw_engine *e = host_engine(L);
+	const char *level = luaL_checkstring(L, 1);
+	const char *text = luaL_checkstring(L, 2);
+	const char *kind = luaL_optstring(L, 3, "log");
+	sink_emit(e->cfg.sink, L, level, e->current ? e->current : "procwarden", kind, text,
+		  lua_istable(L, 4) ? 4 : 0);
+	return 0;
+}
+
+static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct pw_timer *t = (struct pw_timer *)w;
+	struct pw_engine *e = t->e;
+	lua_State *L = e->L;
+	lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref); /* entry */
+	lua_getfield(L, -1, "name");               /* entry, name */
+	lua_getfield(L, -2, "fn");                 /* entry, name, fn */
+	const char *name = lua_tostring(L, -2);
+	if (engine_call(e, 0, name) != LUA_OK)
+		report_error(e, "timer", name);
+	lua_pop(L, 2);
+}
+
+/* host.timer(entry): entry = { fn, name, seconds, again } */
+static int host_timer(lua_State *L)
+{
+	struct pw_engine *e = host_engine(L);
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_getfield(L, 1, "seconds");
+	double secs = lua_tonumber(L, -1);
+	lua_getfield(L, 1, "again");
+	bool again = lua_toboolean(L, -1);
+	lua_pop(L, 2);
+	struct pw_timer *t = calloc(1, sizeof *t);
+	if (!t)
+		return luaL_error(L, "out of memory");
+	lua_pushvalue(L, 1);
+	t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	t->e = e;
+	ev_timer_init(&t->w, timer_cb, secs, again ? secs : 0.);
+	t->next = e->timers;
+	e->timers = t;
+	if (e->started)
+		ev_timer_start(e->cfg.loop, &t->w);
+	return 0;
+}
+
+static int host_now(lua_State *L)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	lua_pushnumber(L, (double)ts.tv_sec + ts.tv_nsec / 1e9);
+	return 1;
+}
+
+static void push_engine_stats(lua_State *L, const struct pw_engine *e)
+{
+	lua_pushinteger(L, (lua_Integer)e->st.calls);
+	lua_setfield(L, -2, "handler_calls");
+	lua_pushinteger(L, (lua_Integer)e->st.errors);
+	lua_setfield(L, -2, "handler_errors");
+	lua_pushinteger(L, (lua_Integer)e->st.budget_exceeded);
+	lua_setfield(L, -2, "budget_exceeded");
+	lua_pushinteger(L, (lua_Integer)e->mem_used);
+	lua_setfield(L, -2, "lua_memory");
+}
+
+static int host_stats(lua_State *L)
+{
+	struct pw_engine *e = host_engine(L);
+	lua_newtable(L);
+	if (e->cfg.push_stats) {
+		lua_pop(L, 1);
+		e->cfg.push_stats(e->cfg.stats_ctx, L);
+	}
+	push_engine_stats(L, e);
+	return 1;
+}
+
+static int open_host(lua_State *L)
+{
+	static const luaL_Reg funcs[] = {
+		{"want", host_want}, {"emit", host_emit}, {"timer", host_timer},
+		{"now", host_now},   {"stats", host_stats}, {NULL, NULL},
+	};
+	luaL_newlibtable(L, funcs);
+	lua_pushvalue(L, lua_upvalueindex(1)); /* the engine, as light userdata */
+	luaL_setfuncs(L, funcs, 1);
+	return 1;
+}
+
+/* ---- state set-up ------------------------------------------------------ */
+
+/* Module name of an embedded file: lua/procwarden/init.lua -> procwarden,
+ * lua/procwarden/x.lua -> procwarden.x. NULL for non-modules. */
+static const char *module_name(const char *path, char *buf, size_t cap)
+{
+	const char *pfx = "lua/";
+	size_t n = strlen(path);
+	if (strncmp(path, pfx, 4) != 0 || n < 8 || strcmp(path + n - 4, ".lua") != 0)
+		return NULL;
+	snprintf(buf, cap, "%.*s", (int)(n - 8), path + 4);
+	for (char *c = buf; *c; c++)
+		if (*c == '/')
+			*c = '.';
+	size_t m = strlen(buf);
+	if (m > 5 && strcmp(buf + m - 5, ".init") == 0)
+		buf[m - 5] = 0;
+	return buf;
+}
+
+static const struct pw_embedded *embedded_find(const char *path)
+{
+	for (const struct pw_embedded *f = pw_embedded; f->path; f++)
+		if (strcmp(f->path, path) == 0)
+			return f;
+	return NULL;
+}
+
+/* Runs protected: opens libraries, preloads modules, requires the runtime.
+ * Stack in: engine lightuserdata. */
+static int setup_state(lua_State *L)
+{
+	struct pw_engine *e = lua_touserdata(L, 1);
+	luaL_openlibs(L);
+	luaL_requiref(L, "procwarden.core", luaopen_procwarden_core, 0);
+	lua_pop(L, 1);
+	/* procwarden.host carries the engine as an upvalue: open it here and
+	 * register it in package.loaded. */
+	luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE); /* LOADED */
+	lua_pushlightuserdata(L, e);
+	lua_pushcclosure(L, open_host, 1);
+	lua_call(L, 0, 1);                                    /* LOADED, host */
+	lua_setfield(L, -2, "procwarden.host");               /* LOADED */
+	lua_pop(L, 1);
+
+	/* package.preload[name] = loader of the embedded source */
+	luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE); /* PRELOAD */
+	for (const struct pw_embedded *f = pw_embedded; f->path; f++) {
+		char name[128], chunk[256];
+		if (!module_name(f->path, name, sizeof name))
+			continue;
+		snprintf(chunk, sizeof chunk, "@%s", f->path);
+		if (luaL_loadbufferx(L, (const char *)f->data, f->len, chunk, "t") != LUA_OK)
+			return lua_error(L);
+		lua_setfield(L, -2, name);
+	}
+	lua_pop(L, 1);
+
+	lua_getglobal(L, "require");
+	lua_pushstring(L, "procwarden");
+	lua_call(L, 1, 1); /* runtime */
+	lua_getglobal(L, "require");
+	lua_pushstring(L, "procwarden.event");
+	lua_call(L, 1, 1); /* runtime, event module */
+	lua_getfield(L, -1, "metatable");
+	lua_remove(L, -2); /* runtime, event metatable */
+	return 2;
+}
+
+struct pw_engine *engine_new(const struct pw_engine_config *cfg, char *err, size_t errlen)
+{
+	struct pw_engine *e = calloc(1, sizeof *e);
+	if (!e) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	e->cfg = *cfg;
+	e->mem_cap = PW_MEM_CAP;
+	e->L = lua_newstate(engine_alloc, e);
+	if (!e->L) {
+		snprintf(err, errlen, "cannot create the Lua state");
+		free(e);
+		return NULL;
+	}
+	lua_State *L = e->L;
+	lua_pushcfunction(L, traceback_handler);
+	e->traceback_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	lua_pushcfunction(L, setup_state);
+	lua_pushlightuserdata(L, e);
+	if (lua_pcall(L, 1, 2, 0) != LUA_OK) {
+		snprintf(err, errlen, "runtime: %s", lua_tostring(L, -1));
+		lua_close(L);
+		free(e);
+		return NULL;
+	}
+	e->event_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* runtime */
+	lua_getfield(L, -1, "handlers");
+	e->handlers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	e->runtime_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	e->wall_offset_ns = pw_wall_offset_ns();
+	return e;
+}
+
+/* Compile one rule source with runtime[method](arg, chunkname?) and run its
+ * top level through the safe call. Stack: balanced. */
+static int load_one(struct pw_engine *e, const char *method, const char *arg,
+		    size_t len, const char *label, char *err, size_t errlen)
+{
+	lua_State *L = e->L;
+	lua_rawgeti(L, LUA_REGISTRYINDEX, e->runtime_ref); /* rt */
+	lua_getfield(L, -1, method);                         /* rt, compile */
+	lua_pushlstring(L, arg, len);                        /* rt, compile, arg */
+	lua_pushfstring(L, "@%s", label);                    /* rt, compile, arg, chunkname */
+	if (lua_pcall(L, 2, 2, 0) != LUA_OK || lua_isnil(L, -2)) { /* rt, chunk|nil, err */
+		snprintf(err, errlen, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "load failed");
+		lua_pop(L, 3);
+		return -1;
+	}
+	lua_pop(L, 1); /* rt, chunk */
+	if (engine_call(e, 0, label) != LUA_OK) { /* rt, msg */
+		const char *msg = lua_tostring(L, -1);
+		size_t first = msg ? strcspn(msg, "\n") : 0; /* file:line: message; no traceback */
+		snprintf(err, errlen, "%.*s", (int)first, msg ? msg : "?");
+		pw_log(PW_LOG_DEBUG, "%s", msg ? msg : "?");
+		lua_pop(L, 2);
+		return -1;
+	}
+	lua_pop(L, 1);
+	return 0;
+}
+
+int engine_load(struct pw_engine *e, char *const *files, int nfiles, char *err, size_t errlen)
+{
+	if (nfiles == 0) {
+		const struct pw_embedded *d = embedded_find("rules/default.lua");
+		if (!d) {
+			snprintf(err, errlen, "no embedded default policy");
+			return -1;
+		}
+		if (load_one(e, "compile_string", (const char *)d->data, d->len, "rules/default.lua",
+			     err, errlen) < 0)
+			return -1;
+	}
+	for (int i = 0; i < nfiles; i++)
+		if (load_one(e, "compile_file", files[i], strlen(files[i]), files[i], err, errlen) < 0)
+			return -1;
+	return 0;
+}
+
+void engine_start(struct pw_engine *e)
+{
+	e->started = true;
+	for (struct pw_timer *t = e->timers; t; t = t->next)
+		ev_timer_start(e->cfg.loop, &t->w);
+}
+
+bool engine_wants(const struct pw_engine *e, enum pw_event_type t)
+{
+	return (unsigned)t < PW_EV__COUNT && e->wanted[t];
+}
+
+uint32_t engine_mask(const struct pw_engine *e)
+{
+	uint32_t m = 0;
+	for (int t = 0; t < PW_EV__COUNT; t++)
+		if (e->wanted[t])
+			m |= pw_event_type_mask((enum pw_event_type)t);
+	return m;
+}
+
+/* Runs protected: builds the event table. Stack in: engine, event; out: table. */
+static int push_event_protected(lua_State *L)
+{
+	struct pw_engine *e = lua_touserdata(L, 1);
+	const struct pw_event *ev = lua_touserdata(L, 2);
+	pw_event_push(L, ev, e->wall_offset_ns, false);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, e->event_mt_ref);
+	lua_setmetatable(L, -2);
+	return 1;
+}
+
+void engine_dispatch(struct pw_engine *e, const struct pw_event *ev)
+{
+	if (!engine_wants(e, ev->type))
+		return;
+	lua_State *L = e->L;
+	int top = lua_gettop(L);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, e->handlers_ref);          /* handlers */
+	lua_getfield(L, -1, pw_event_type_name(ev->type));           /* handlers, list */
+	lua_Integer n = lua_istable(L, -1) ? (lua_Integer)lua_rawlen(L, -1) : 0;
+	if (n == 0) {
+		lua_settop(L, top);
+		return;
+	}
+	/* Building the table allocates: do it protected, so a refused
+	 * allocation is an error here, never a panic. */
+	lua_pushcfunction(L, push_event_protected);
+	lua_pushlightuserdata(L, e);
+	lua_pushlightuserdata(L, (void *)ev);
+	if (lua_pcall(L, 2, 1, 0) != LUA_OK) {                       /* handlers, list, err */
+		report_error(e, "event table for", pw_event_type_name(ev->type));
+		lua_settop(L, top);
+		return;
+	}                                                            /* handlers, list, ev */
+	e->st.dispatched[ev->type]++;
+	for (lua_Integer i = 1; i <= n; i++) {
+		lua_rawgeti(L, -2, i);                               /* ..., ev, entry */
+		lua_getfield(L, -1, "name");                         /* ..., ev, entry, name */
+		lua_getfield(L, -2, "fn");                           /* ..., ev, entry, name, fn */
+		lua_pushvalue(L, -4);                                /* ..., ev, entry, name, fn, ev */
+		const char *name = lua_tostring(L, -3);
+		if (engine_call(e, 1, name) != LUA_OK)               /* ..., ev, entry, name[, err] */
+			report_error(e, "handler", name);
+		lua_pop(L, 2);                                       /* ..., ev */
+	}
+	lua_settop(L, top);
+}
+
+void engine_print_summary(struct pw_engine *e, FILE *out)
+{
+	lua_State *L = e->L;
+	lua_rawgeti(L, LUA_REGISTRYINDEX, e->runtime_ref);
+	lua_getfield(L, -1, "summary");
+	if (lua_pcall(L, 0, 1, 0) == LUA_OK)
+		fprintf(out, "%s\n", lua_tostring(L, -1));
+	lua_pop(L, 2);
+}
+
+const struct pw_engine_stats *engine_stats(const struct pw_engine *e)
+{
+	return &e->st;
+}
+
+void engine_free(struct pw_engine *e)
+{
+	if (!e)
+		return;
+	for (struct pw_timer *t = e->timers, *next; t; t = next) {
+		next = t->next;
+		ev_timer_stop(e->cfg.loop, &t->w);
+		free(t);
+	}
+	lua_close(e->L);
+	free(e);
+}

@@ -1,0 +1,52 @@
+/* engine.h: the Lua state that runs the rules: embedded runtime, rule
+ * loading, the one safe-call helper, budgets, dispatch and timers. */
+#ifndef PW_ENGINE_H
+#define PW_ENGINE_H
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "event.h"
+
+struct pw_sink;
+struct lua_State;
+
+#define PW_INSN_BUDGET 10000000L       /* VM instructions per call into user code */
+#define PW_TIME_BUDGET_MS 250          /* wall-clock per call into user code */
+#define PW_MEM_CAP (128u << 20)        /* bytes for the whole Lua state */
+
+struct pw_engine_stats {
+	uint64_t dispatched[PW_EV__COUNT]; /* events that became Lua tables */
+	uint64_t calls;                    /* calls into user code */
+	uint64_t errors;                   /* of which raised an error */
+	uint64_t budget_exceeded;          /* of which hit the instruction or time budget */
+	uint64_t mem_refused;              /* allocations refused by the memory cap */
+};
+
+struct pw_engine_config {
+	struct ev_loop *loop;
+	struct pw_sink *sink;
+	/* Pushes a table of daemon counters for stats() (may be NULL). */
+	void (*push_stats)(void *ctx, struct lua_State *L);
+	void *stats_ctx;
+};
+
+struct pw_engine;
+
+struct pw_engine *engine_new(const struct pw_engine_config *cfg, char *err, size_t errlen);
+/* Load rule files (nfiles == 0: the embedded default policy). 0, or -1
+ * with "file:line: message" in err. */
+int engine_load(struct pw_engine *e, char *const *files, int nfiles, char *err, size_t errlen);
+/* Start the timers the rules asked for (after a successful load). */
+void engine_start(struct pw_engine *e);
+void engine_dispatch(struct pw_engine *e, const struct pw_event *ev);
+bool engine_wants(const struct pw_engine *e, enum pw_event_type t);
+/* Kernel subscription bits for the types handlers want. */
+uint32_t engine_mask(const struct pw_engine *e);
+void engine_print_summary(struct pw_engine *e, FILE *out);
+const struct pw_engine_stats *engine_stats(const struct pw_engine *e);
+void engine_free(struct pw_engine *e);
+
+#endif

@@ -1,0 +1,507 @@
+/* main.c: the command line, start-up and shutdown, the libev loop that ties
+ * the netlink socket to the engine, signals, and the counters (--stats). */
+#include <errno.h>
+#include <ev.h>
+#include <getopt.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <linux/capability.h>
+
+#include "core.h"
+#include "dump.h"
+#include "engine.h"
+#include "log.h"
+#include "netlink.h"
+#include "sink.h"
+
+#ifndef PW_VERSION
+#define PW_VERSION "0.1"
+#endif
+
+#define BATCHES_PER_WAKEUP 8 /* bounded work per wake-up: timers and signals are never starved */
+#define DEFAULT_RCVBUF (8 << 20)
+
+struct options {
+	bool check, dump, stats;
+	enum pw_format dump_fmt, out_fmt;
+	bool out_fmt_set;
+	long long max_events;
+	double duration;
+	int rcvbuf;
+	const char *logs[8];
+	int nlogs;
+	char **rules;
+	int nrules;
+};
+
+struct daemon {
+	struct options opt;
+	struct ev_loop *loop;
+	struct pw_netlink nl;
+	bool nl_open;
+	struct pw_engine *engine;
+	struct pw_sink *sink;
+	int64_t wall_offset_ns;
+	uint64_t seen;
+	uint64_t by_type[PW_EV__COUNT];
+	uint64_t reloads, reload_failures;
+	int exit_code;
+	ev_io io;
+	ev_signal sig_int, sig_term, sig_hup, sig_usr1;
+	ev_timer duration;
+};
+
+static struct pw_event batch[PW_NL_EVENT_CAP];
+
+/* ---- counters ---------------------------------------------------------- */
+
+struct counter {
+	const char *name;
+	uint64_t value;
+};
+
+/* The daemon's counters, in print order; returns how many. */
+static int collect_counters(const struct daemon *d, struct counter *c, int cap)
+{
+	int n = 0;
+#define C(k, v) do { if (n < cap) { c[n].name = (k); c[n].value = (uint64_t)(v); n++; } } while (0)
+	const struct pw_netlink_stats *ns = &d->nl.st;
+	uint64_t parse_errors = 0;
+	for (int i = 0; i < PW_PARSE__COUNT; i++)
+		parse_errors += ns->parse_errors[i];
+	C("received", ns->datagrams);
+	C("parsed", ns->events);
+	C("dropped", ns->forged + ns->truncated + ns->excess + parse_errors);
+	C("dropped_forged", ns->forged);
+	C("dropped_truncated", ns->truncated);
+	C("dropped_excess", ns->excess);
+	C("dropped_parse_error", parse_errors);
+	for (int i = 0; i < PW_PARSE__COUNT; i++)
+		if (ns->parse_errors[i]) {
+			static char names[PW_PARSE__COUNT][48];
+			snprintf(names[i], sizeof names[i], "parse_error_%s", pw_parse_status_name(i));
+			C(names[i], ns->parse_errors[i]);
+		}
+	C("acks", ns->acks);
+	C("enobufs", ns->enobufs);
+	C("lost_by_sequence", ns->seq_lost);
+	for (int t = PW_EV_FORK; t < PW_EV__COUNT; t++) {
+		static char names[PW_EV__COUNT][32];
+		snprintf(names[t], sizeof names[t], "events_%s", pw_event_type_name(t));
+		C(names[t], d->by_type[t]);
+	}
+	if (d->engine) {
+		const struct pw_engine_stats *es = engine_stats(d->engine);
+		uint64_t tables = 0;
+		for (int t = 0; t < PW_EV__COUNT; t++)
+			tables += es->dispatched[t];
+		C("lua_events", tables);
+		C("handler_calls", es->calls);
+		C("handler_errors", es->errors);
+		C("budget_exceeded", es->budget_exceeded);
+		C("lua_alloc_refused", es->mem_refused);
+	}
+	C("reloads", d->reloads);
+	C("reload_failures", d->reload_failures);
+	if (d->sink) {
+		C("output_lines", sink_stats(d->sink)->lines);
+		C("output_failures", sink_stats(d->sink)->failures);
+	}
+#undef C
+	return n;
+}
+
+static void print_stats(const struct daemon *d)
+{
+	struct counter c[96];
+	int n = collect_counters(d, c, 96);
+	fprintf(stderr, "procwarden stats:\n");
+	for (int i = 0; i < n; i++)
+		fprintf(stderr, "  %-22s %llu\n", c[i].name, (unsigned long long)c[i].value);
+}
+
+/* stats() in Lua: the same counters as a table. Stack: [-0, +1] */
+static void push_stats(void *ctx, lua_State *L)
+{
+	struct counter c[96];
+	int n = collect_counters(ctx, c, 96);
+	lua_createtable(L, 0, n);
+	for (int i = 0; i < n; i++) {
+		lua_pushinteger(L, (lua_Integer)c[i].value);
+		lua_setfield(L, -2, c[i].name);
+	}
+}
+
+/* ---- the pipeline ------------------------------------------------------ */
+
+static void stop(struct daemon *d)
+{
+	ev_break(d->loop, EVBREAK_ALL);
+}
+
+static void deliver(void *ctx, struct pw_event *evs, int n)
+{
+	struct daemon *d = ctx;
+	for (int i = 0; i < n; i++) {
+		if (d->opt.max_events && d->seen >= (uint64_t)d->opt.max_events)
+			return;
+		const struct pw_event *ev = &evs[i];
+		d->seen++;
+		d->by_type[ev->type]++;
+		if (ev->type == PW_EV_OVERFLOW)
+			pw_log(PW_LOG_WARNING, "the kernel dropped events (receive buffer full): at least %llu lost",
+			       (unsigned long long)ev->u.overflow.lost);
+		if (d->opt.dump)
+			dump_event(stdout, d->opt.dump_fmt, ev, d->wall_offset_ns);
+		engine_dispatch(d->engine, ev);
+		if (d->opt.max_events && d->seen >= (uint64_t)d->opt.max_events)
+			stop(d);
+	}
+	if (d->opt.dump)
+		fflush(stdout);
+}
+
+static uint32_t wanted_mask(const struct daemon *d)
+{
+	return d->opt.dump ? PW_PROC_EVENT_ALL : engine_mask(d->engine);
+}
+
+static void netlink_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct daemon *d = w->data;
+	for (int i = 0; i < BATCHES_PER_WAKEUP; i++) {
+		int n = netlink_recv_batch(&d->nl, batch, PW_NL_EVENT_CAP);
+		if (n < 0) {
+			pw_log(PW_LOG_ERROR, "netlink receive: %s", strerror(-n));
+			d->exit_code = 1;
+			stop(d);
+			return;
+		}
+		if (n == 0)
+			return;
+		deliver(d, batch, n);
+		if (d->opt.max_events && d->seen >= (uint64_t)d->opt.max_events)
+			return;
+	}
+}
+
+/* ---- signals ----------------------------------------------------------- */
+
+static void sig_stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	pw_log(PW_LOG_INFO, "signal %d: stopping", w->signum);
+	stop(w->data);
+}
+
+static struct pw_engine *load_engine(struct daemon *d, char *err, size_t errlen)
+{
+	struct pw_engine_config cfg = {
+		.loop = d->loop, .sink = d->sink, .push_stats = push_stats, .stats_ctx = d,
+	};
+	struct pw_engine *e = engine_new(&cfg, err, errlen);
+	if (!e)
+		return NULL;
+	if (engine_load(e, d->opt.rules, d->opt.nrules, err, errlen) < 0) {
+		engine_free(e);
+		return NULL;
+	}
+	return e;
+}
+
+/* SIGHUP: build a new state, swap only on success; reopen log files. */
+static void sig_hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	struct daemon *d = w->data;
+	char err[1024];
+	sink_reopen(d->sink);
+	struct pw_engine *e = load_engine(d, err, sizeof err);
+	if (!e) {
+		d->reload_failures++;
+		pw_log(PW_LOG_ERROR, "reload failed, the old rules stay: %s", err);
+		return;
+	}
+	engine_free(d->engine);
+	d->engine = e;
+	engine_start(e);
+	d->reloads++;
+	if (d->nl_open && netlink_set_mask(&d->nl, wanted_mask(d)) < 0)
+		pw_log(PW_LOG_ERROR, "reload: set event mask: %s", strerror(errno));
+	pw_log(PW_LOG_NOTICE, "rules reloaded");
+}
+
+static void sig_usr1_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	print_stats(w->data);
+}
+
+static void duration_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	stop(w->data);
+}
+
+/* ---- command line ------------------------------------------------------ */
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: procwarden [OPTIONS] [RULES.lua ...]\n"
+		"Watch process events from the kernel proc connector and run Lua rules on them.\n"
+		"With no RULES, the embedded default policy runs (one line per exec).\n\n"
+		"  -c, --check              load the rules, print a summary, exit (2 on error)\n"
+		"  -d, --dump[=text|json]   print every event\n"
+		"  -o, --output text|json   format of logs and alerts (default: text on a TTY, else json)\n"
+		"      --log TARGET         stdout, stderr, syslog or a file; repeatable (default stdout)\n"
+		"      --rcvbuf BYTES       netlink receive buffer (default 8 MiB)\n"
+		"      --max-events N       stop after N events\n"
+		"      --duration SECONDS   stop after SECONDS\n"
+		"      --stats              print counters at exit (and on SIGUSR1)\n"
+		"  -v, --verbose            more diagnostics (repeatable)\n"
+		"  -q, --quiet              errors only\n"
+		"      --version            print the version\n"
+		"  -h, --help               this text\n\n"
+		"Signals: HUP reloads the rules, INT/TERM stop, USR1 prints counters.\n"
+		"Exit status: 0 ok, 1 runtime failure (e.g. not root), 2 bad usage or bad rules.\n"
+		"See procwarden(8) and procwarden-rules(5).\n");
+}
+
+static int parse_format(const char *s, enum pw_format *f)
+{
+	if (strcmp(s, "text") == 0)
+		*f = PW_FMT_TEXT;
+	else if (strcmp(s, "json") == 0)
+		*f = PW_FMT_JSON;
+	else
+		return -1;
+	return 0;
+}
+
+static int parse_number(const char *s, double lo, double hi, double *out)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || end == s || *end || v < lo || v > hi)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+enum { OPT_LOG = 256, OPT_RCVBUF, OPT_MAX_EVENTS, OPT_DURATION, OPT_STATS, OPT_VERSION };
+
+/* 0 ok, 1 exit 0 now (help/version), 2 usage error. */
+static int parse_options(int argc, char **argv, struct options *o)
+{
+	static const struct option longopts[] = {
+		{"check", no_argument, 0, 'c'},
+		{"dump", optional_argument, 0, 'd'},
+		{"output", required_argument, 0, 'o'},
+		{"log", required_argument, 0, OPT_LOG},
+		{"rcvbuf", required_argument, 0, OPT_RCVBUF},
+		{"max-events", required_argument, 0, OPT_MAX_EVENTS},
+		{"duration", required_argument, 0, OPT_DURATION},
+		{"stats", no_argument, 0, OPT_STATS},
+		{"verbose", no_argument, 0, 'v'},
+		{"quiet", no_argument, 0, 'q'},
+		{"version", no_argument, 0, OPT_VERSION},
+		{"help", no_argument, 0, 'h'},
+		{0, 0, 0, 0},
+	};
+	memset(o, 0, sizeof *o);
+	o->rcvbuf = DEFAULT_RCVBUF;
+	int c;
+	double v;
+	while ((c = getopt_long(argc, argv, "cd::o:vqh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			o->check = true;
+			break;
+		case 'd':
+			o->dump = true;
+			if (optarg && parse_format(optarg, &o->dump_fmt) < 0) {
+				fprintf(stderr, "procwarden: --dump: '%s' is not text or json\n", optarg);
+				return 2;
+			}
+			break;
+		case 'o':
+			if (parse_format(optarg, &o->out_fmt) < 0) {
+				fprintf(stderr, "procwarden: --output: '%s' is not text or json\n", optarg);
+				return 2;
+			}
+			o->out_fmt_set = true;
+			break;
+		case OPT_LOG:
+			if (o->nlogs == (int)(sizeof o->logs / sizeof o->logs[0])) {
+				fprintf(stderr, "procwarden: --log: at most 8 targets\n");
+				return 2;
+			}
+			o->logs[o->nlogs++] = optarg;
+			break;
+		case OPT_RCVBUF:
+			if (parse_number(optarg, 4096, 1 << 30, &v) < 0) {
+				fprintf(stderr, "procwarden: --rcvbuf: '%s' is not a size from 4096 to 1 GiB\n", optarg);
+				return 2;
+			}
+			o->rcvbuf = (int)v;
+			break;
+		case OPT_MAX_EVENTS:
+			if (parse_number(optarg, 1, 1e18, &v) < 0) {
+				fprintf(stderr, "procwarden: --max-events: '%s' is not a positive number\n", optarg);
+				return 2;
+			}
+			o->max_events = (long long)v;
+			break;
+		case OPT_DURATION:
+			if (parse_number(optarg, 0.001, 1e9, &v) < 0) {
+				fprintf(stderr, "procwarden: --duration: '%s' is not a positive number of seconds\n", optarg);
+				return 2;
+			}
+			o->duration = v;
+			break;
+		case OPT_STATS:
+			o->stats = true;
+			break;
+		case 'v':
+			if (pw_log_threshold < PW_LOG_DEBUG)
+				pw_log_threshold++;
+			break;
+		case 'q':
+			pw_log_threshold = PW_LOG_ERROR;
+			break;
+		case OPT_VERSION:
+			printf("procwarden %s (%s)\n", PW_VERSION, LUA_RELEASE);
+			return 1;
+		case 'h':
+			usage(stdout);
+			return 1;
+		default:
+			fprintf(stderr, "Try 'procwarden --help'.\n");
+			return 2;
+		}
+	}
+	o->rules = argv + optind;
+	o->nrules = argc - optind;
+	if (!o->out_fmt_set)
+		o->out_fmt = isatty(STDOUT_FILENO) ? PW_FMT_TEXT : PW_FMT_JSON;
+	return 0;
+}
+
+/* Effective CAP_NET_ADMIN, asked of the kernel directly (no libcap). */
+static bool have_net_admin(void)
+{
+	struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+	struct __user_cap_data_struct data[2];
+	if (syscall(SYS_capget, &hdr, data) != 0)
+		return true; /* cannot tell: let the kernel decide */
+	return (data[CAP_NET_ADMIN / 32].effective & (1u << (CAP_NET_ADMIN % 32))) != 0;
+}
+
+static int run(struct daemon *d)
+{
+	char err[1024];
+	if (!have_net_admin()) {
+		fprintf(stderr, "procwarden: reading process events needs CAP_NET_ADMIN: run it as root (sudo procwarden)\n");
+		return 1;
+	}
+	if (netlink_open(&d->nl, d->opt.rcvbuf, err, sizeof err) < 0) {
+		fprintf(stderr, "procwarden: %s\n", err);
+		return 1;
+	}
+	d->nl_open = true;
+	const char *mode = getenv("PROCWARDEN_SUBSCRIBE");
+	enum pw_subscribe_mode sub = mode && strcmp(mode, "legacy") == 0 ? PW_SUB_LEGACY : PW_SUB_AUTO;
+	engine_start(d->engine);
+	if (netlink_subscribe(&d->nl, wanted_mask(d), sub, deliver, d, err, sizeof err) < 0) {
+		fprintf(stderr, "procwarden: %s\n", err);
+		return 1;
+	}
+	pw_log(PW_LOG_INFO, "subscribed (%s, mask 0x%08x), receive buffer %d bytes",
+	       d->nl.proc_input ? "proc_input" : "legacy op", d->nl.mask, d->opt.rcvbuf);
+
+	ev_io_init(&d->io, netlink_cb, d->nl.fd, EV_READ);
+	d->io.data = d;
+	ev_io_start(d->loop, &d->io);
+	if (d->opt.duration > 0) {
+		ev_timer_init(&d->duration, duration_cb, d->opt.duration, 0.);
+		d->duration.data = d;
+		ev_timer_start(d->loop, &d->duration);
+	}
+	if (!(d->opt.max_events && d->seen >= (uint64_t)d->opt.max_events))
+		ev_run(d->loop, 0);
+
+	netlink_unsubscribe(&d->nl);
+	return d->exit_code;
+}
+
+int main(int argc, char **argv)
+{
+	struct daemon d;
+	memset(&d, 0, sizeof d);
+	int r = parse_options(argc, argv, &d.opt);
+	if (r)
+		return r == 1 ? 0 : 2;
+	signal(SIGPIPE, SIG_IGN);
+
+	d.loop = ev_default_loop(EVFLAG_AUTO | EVFLAG_NOENV);
+	if (!d.loop) {
+		fprintf(stderr, "procwarden: cannot start the event loop\n");
+		return 1;
+	}
+	d.sink = sink_new(d.opt.out_fmt);
+	if (!d.sink) {
+		fprintf(stderr, "procwarden: out of memory\n");
+		return 1;
+	}
+	for (int i = 0; i < d.opt.nlogs; i++)
+		if (sink_add(d.sink, d.opt.logs[i]) < 0) {
+			fprintf(stderr, "procwarden: --log %s: %s\n", d.opt.logs[i], strerror(errno));
+			return 2;
+		}
+	if (d.opt.nlogs == 0 && sink_add(d.sink, "stdout") < 0)
+		return 1;
+
+	char err[1024];
+	d.engine = load_engine(&d, err, sizeof err);
+	if (!d.engine) {
+		fprintf(stderr, "%s\n", err);
+		return 2;
+	}
+	if (d.opt.check) {
+		printf("rules ok: %s\n", d.opt.nrules ? "" : "(embedded default policy)");
+		for (int i = 0; i < d.opt.nrules; i++)
+			printf("  %s\n", d.opt.rules[i]);
+		engine_print_summary(d.engine, stdout);
+		engine_free(d.engine);
+		sink_free(d.sink);
+		return 0;
+	}
+	d.wall_offset_ns = pw_wall_offset_ns();
+
+	struct { ev_signal *w; int sig; void (*cb)(struct ev_loop *, ev_signal *, int); } sigs[] = {
+		{&d.sig_int, SIGINT, sig_stop_cb}, {&d.sig_term, SIGTERM, sig_stop_cb},
+		{&d.sig_hup, SIGHUP, sig_hup_cb},  {&d.sig_usr1, SIGUSR1, sig_usr1_cb},
+	};
+	for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+		ev_signal_init(sigs[i].w, sigs[i].cb, sigs[i].sig);
+		sigs[i].w->data = &d;
+		ev_signal_start(d.loop, sigs[i].w);
+	}
+
+	r = run(&d);
+
+	sink_flush(d.sink);
+	fflush(stdout);
+	if (d.opt.stats)
+		print_stats(&d);
+	engine_free(d.engine);
+	d.engine = NULL;
+	if (d.nl_open)
+		netlink_close(&d.nl);
+	sink_free(d.sink);
+	return r;
+}

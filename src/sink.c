@@ -1,0 +1,285 @@
+/* sink.c: outputs for logs and alerts. Formats a line once (text or JSON
+ * via jansson) and writes it to every target: stdout, stderr, appended
+ * files (reopened on SIGHUP) or syslog. A target that fails is counted and
+ * reported on stderr at most once every 10 s; it never stops the daemon. */
+#include "sink.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define MAX_TARGETS 8
+
+enum target_kind { T_FD, T_FILE, T_SYSLOG };
+
+struct target {
+	enum target_kind kind;
+	int fd;
+	char *path;
+};
+
+struct pw_sink {
+	enum pw_format fmt;
+	struct target t[MAX_TARGETS];
+	int n;
+	time_t last_report;
+	uint64_t unreported;
+	struct pw_sink_stats st;
+};
+
+struct pw_sink *sink_new(enum pw_format fmt)
+{
+	struct pw_sink *s = calloc(1, sizeof *s);
+	if (s)
+		s->fmt = fmt;
+	return s;
+}
+
+static int open_file(const char *path)
+{
+	return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+}
+
+int sink_add(struct pw_sink *s, const char *target)
+{
+	if (s->n == MAX_TARGETS) {
+		errno = E2BIG;
+		return -1;
+	}
+	struct target *t = &s->t[s->n];
+	memset(t, 0, sizeof *t);
+	if (strcmp(target, "stdout") == 0 || strcmp(target, "-") == 0) {
+		t->kind = T_FD;
+		t->fd = STDOUT_FILENO;
+	} else if (strcmp(target, "stderr") == 0) {
+		t->kind = T_FD;
+		t->fd = STDERR_FILENO;
+	} else if (strcmp(target, "syslog") == 0) {
+		t->kind = T_SYSLOG;
+		openlog("procwarden", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+	} else {
+		t->kind = T_FILE;
+		t->fd = open_file(target);
+		if (t->fd < 0)
+			return -1;
+		t->path = strdup(target);
+		if (!t->path) {
+			close(t->fd);
+			return -1;
+		}
+	}
+	s->n++;
+	return 0;
+}
+
+void sink_reopen(struct pw_sink *s)
+{
+	for (int i = 0; i < s->n; i++) {
+		struct target *t = &s->t[i];
+		if (t->kind != T_FILE)
+			continue;
+		int fd = open_file(t->path);
+		if (fd < 0) {
+			pw_log(PW_LOG_ERROR, "reopen %s: %s (keeping the old file)", t->path, strerror(errno));
+			continue;
+		}
+		close(t->fd);
+		t->fd = fd;
+	}
+}
+
+void sink_format_time(double t, char *buf, size_t cap)
+{
+	time_t secs = (time_t)t;
+	struct tm tm;
+	gmtime_r(&secs, &tm);
+	int ms = (int)((t - (double)secs) * 1000.0);
+	if (ms < 0 || ms > 999)
+		ms = 0;
+	size_t n = strftime(buf, cap, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, cap - n, ".%03dZ", ms);
+}
+
+static int syslog_priority(const char *level)
+{
+	static const struct { const char *name; int prio; } map[] = {
+		{"debug", LOG_DEBUG}, {"info", LOG_INFO}, {"notice", LOG_NOTICE},
+		{"warning", LOG_WARNING}, {"error", LOG_ERR}, {"critical", LOG_CRIT},
+	};
+	for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+		if (strcmp(map[i].name, level) == 0)
+			return map[i].prio;
+	return LOG_NOTICE;
+}
+
+static void note_failure(struct pw_sink *s, const struct target *t, int err)
+{
+	s->st.failures++;
+	s->unreported++;
+	time_t now = time(NULL);
+	if (now - s->last_report < 10)
+		return;
+	pw_log(PW_LOG_ERROR, "output %s: %s (%llu line%s lost since the last report)",
+	       t->path ? t->path : t->kind == T_SYSLOG ? "syslog" : t->fd == 1 ? "stdout" : "stderr",
+	       strerror(err), (unsigned long long)s->unreported, s->unreported == 1 ? "" : "s");
+	s->last_report = now;
+	s->unreported = 0;
+}
+
+static void write_line(struct pw_sink *s, const char *level, const char *line, size_t len)
+{
+	for (int i = 0; i < s->n; i++) {
+		struct target *t = &s->t[i];
+		if (t->kind == T_SYSLOG) {
+			syslog(syslog_priority(level), "%.*s", (int)(len - 1), line);
+			continue;
+		}
+		size_t off = 0;
+		while (off < len) {
+			ssize_t w = write(t->fd, line + off, len - off);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0) {
+				note_failure(s, t, w < 0 ? errno : EIO);
+				break;
+			}
+			off += (size_t)w;
+		}
+	}
+	s->st.lines++;
+}
+
+/* JSON value of the Lua value at idx (scalars and lists of scalars). */
+static json_t *json_of(lua_State *L, int idx)
+{
+	switch (lua_type(L, idx)) {
+	case LUA_TBOOLEAN:
+		return json_boolean(lua_toboolean(L, idx));
+	case LUA_TNUMBER:
+		return lua_isinteger(L, idx) ? json_integer(lua_tointeger(L, idx))
+					     : json_real(lua_tonumber(L, idx));
+	case LUA_TSTRING: {
+		size_t n;
+		const char *str = lua_tolstring(L, idx, &n);
+		return json_stringn_nocheck(str, n);
+	}
+	case LUA_TTABLE: {
+		json_t *a = json_array();
+		lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+		for (lua_Integer i = 1; i <= n && a; i++) {
+			lua_rawgeti(L, idx, i);
+			json_t *v = json_of(L, -1);
+			lua_pop(L, 1);
+			if (v)
+				json_array_append_new(a, v);
+		}
+		return a;
+	}
+	default:
+		return NULL;
+	}
+}
+
+/* The event's fields as they are in the table: the kernel's and every
+ * lazy field read so far (no new /proc reads). Names starting with '_' are
+ * private. */
+static json_t *json_event(lua_State *L, int idx)
+{
+	json_t *o = json_object();
+	if (!o || !lua_checkstack(L, 4))
+		return o;
+	idx = lua_absindex(L, idx);
+	lua_pushnil(L);
+	while (lua_next(L, idx)) { /* key, value */
+		if (lua_type(L, -2) == LUA_TSTRING) {
+			const char *k = lua_tostring(L, -2);
+			json_t *v = k[0] != '_' ? json_of(L, -1) : NULL;
+			if (v)
+				json_object_set_new(o, k, v);
+		}
+		lua_pop(L, 1);
+	}
+	return o;
+}
+
+void sink_emit(struct pw_sink *s, lua_State *L, const char *level, const char *rule,
+	       const char *kind, const char *text, int ev_index)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	double now = (double)ts.tv_sec + ts.tv_nsec / 1e9;
+	char when[40];
+	sink_format_time(now, when, sizeof when);
+	if (s->fmt == PW_FMT_TEXT) {
+		char line[8192];
+		int n = snprintf(line, sizeof line, "%s %s %s: %s\n", when, level, rule, text);
+		if (n < 0)
+			return;
+		if ((size_t)n >= sizeof line) { /* cut, but keep the newline */
+			n = sizeof line - 1;
+			line[n - 1] = '\n';
+		}
+		write_line(s, level, line, (size_t)n);
+		return;
+	}
+	json_t *o = json_object();
+	if (!o)
+		return;
+	json_object_set_new(o, "time", json_string(when));
+	json_object_set_new(o, "kind", json_string(kind));
+	json_object_set_new(o, "rule", json_string(rule));
+	json_object_set_new(o, "priority", json_string(level));
+	json_object_set_new(o, "msg", json_string(text));
+	if (ev_index)
+		json_object_set_new(o, "event", json_event(L, ev_index));
+	char *line = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	if (!line)
+		return;
+	size_t n = strlen(line);
+	char *nl = realloc(line, n + 2);
+	if (!nl) {
+		free(line);
+		return;
+	}
+	nl[n] = '\n';
+	nl[n + 1] = 0;
+	write_line(s, level, nl, n + 1);
+	free(nl);
+}
+
+void sink_flush(struct pw_sink *s)
+{
+	for (int i = 0; i < s->n; i++)
+		if (s->t[i].kind == T_FILE)
+			fdatasync(s->t[i].fd);
+}
+
+const struct pw_sink_stats *sink_stats(const struct pw_sink *s)
+{
+	return &s->st;
+}
+
+void sink_free(struct pw_sink *s)
+{
+	if (!s)
+		return;
+	for (int i = 0; i < s->n; i++) {
+		if (s->t[i].kind == T_FILE)
+			close(s->t[i].fd);
+		if (s->t[i].kind == T_SYSLOG)
+			closelog();
+		free(s->t[i].path);
+	}
+	free(s);
+}

@@ -1,0 +1,38 @@
+/* sink.h: where logs and alerts go (text or JSON lines; stdout, stderr, a
+ * file, syslog), with failure counters. */
+#ifndef PW_SINK_H
+#define PW_SINK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct lua_State;
+
+enum pw_format { PW_FMT_TEXT, PW_FMT_JSON };
+
+struct pw_sink_stats {
+	uint64_t lines;    /* lines written */
+	uint64_t failures; /* lines a target failed to take */
+};
+
+struct pw_sink;
+
+struct pw_sink *sink_new(enum pw_format fmt);
+/* Add a target: "stdout", "stderr", "syslog" or a file path (appended).
+ * 0, or -1 with errno. */
+int sink_add(struct pw_sink *s, const char *target);
+/* Reopen file targets (SIGHUP, logrotate). */
+void sink_reopen(struct pw_sink *s);
+/* One log/alert line. ev_index: stack index of the event table, or 0.
+ * Does not raise. */
+void sink_emit(struct pw_sink *s, struct lua_State *L, const char *level, const char *rule,
+	       const char *kind, const char *text, int ev_index);
+void sink_flush(struct pw_sink *s);
+const struct pw_sink_stats *sink_stats(const struct pw_sink *s);
+void sink_free(struct pw_sink *s);
+
+/* ISO 8601 UTC with milliseconds: 2026-11-24T12:00:00.123Z */
+void sink_format_time(double t, char *buf, size_t cap);
+
+#endif
