@@ -7,7 +7,7 @@ BUSTED    ?= busted
 FUZZ_SECONDS ?= 20
 
 PKGS      := lua5.4 libmnl jansson libcrypto
-DEB_PKGS  := build-essential pkg-config lua5.4 liblua5.4-dev libev-dev libmnl-dev \
+DEB_PKGS  := build-essential clang pkg-config lua5.4 liblua5.4-dev libev-dev libmnl-dev \
              libjansson-dev libssl-dev lua-busted lua-check
 
 # libev ships no .pc file on Debian: find its header and library directly.
@@ -29,7 +29,7 @@ DAEMON_OBJ:= $(patsubst src/%.c,$(BUILD)/obj/%.o,$(DAEMON_SRC)) $(BUILD)/obj/emb
 CORE_SRC  := src/core.c src/event.c src/proc.c
 VERSION   := $(shell git describe --always --dirty 2>/dev/null || echo 0.1)
 
-.PHONY: all deps run check test lint clean install sanitize fuzz bench soak
+.PHONY: all deps run check test lint clean install sanitize fuzz fuzz-deps bench soak
 
 all: deps $(BUILD)/procwarden $(BUILD)/lua/procwarden/core.so
 
@@ -42,6 +42,7 @@ deps:
 	command -v busted >/dev/null || missing="$$missing lua-busted"; \
 	command -v luacheck >/dev/null || missing="$$missing lua-check"; \
 	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
+	[ -z "$(NEED_CLANG)" ] || command -v clang >/dev/null || missing="$$missing clang libclang-rt-dev"; \
 	if [ -n "$$missing" ]; then \
 	  echo "make deps: installing $$missing"; \
 	  if [ "$$(id -u)" != 0 ]; then SUDO=sudo; fi; \
@@ -88,6 +89,53 @@ check: all
 	@PW_BUILD=$(BUILD) BUSTED=$(BUSTED) LUA=$(LUA) sh spec/run.sh
 
 test: check
+
+# The whole suite against an ASan+UBSan build; any sanitizer report fails.
+# Debian's lua5.4 is not built with ASan, so the interpreter that loads the
+# instrumented core.so gets libasan preloaded and leak checks off; the daemon
+# itself is then run with leak checks on (--check, a short live run).
+SAN_BUILD := build-asan
+SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+sanitize: deps
+	@$(MAKE) --no-print-directory BUILD=$(SAN_BUILD) CFLAGS="$(SAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined" \
+	  $(SAN_BUILD)/procwarden $(SAN_BUILD)/lua/procwarden/core.so
+	@rm -rf $(SAN_BUILD)/reports && mkdir -p $(SAN_BUILD)/reports
+	@LD_PRELOAD="$$($(CC) -print-file-name=libasan.so)" \
+	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:log_path=$(CURDIR)/$(SAN_BUILD)/reports/asan \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path=$(CURDIR)/$(SAN_BUILD)/reports/ubsan \
+	  PW_BUILD=$(SAN_BUILD) BUSTED=$(BUSTED) LUA=$(LUA) sh spec/run.sh; st=$$?; \
+	export ASAN_OPTIONS=detect_leaks=1:log_path=$(CURDIR)/$(SAN_BUILD)/reports/asan-daemon; \
+	export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path=$(CURDIR)/$(SAN_BUILD)/reports/ubsan-daemon; \
+	$(SAN_BUILD)/procwarden --check >/dev/null || st=1; \
+	for f in rules/default.lua rules/examples/*.lua; do [ -f "$$f" ] && { $(SAN_BUILD)/procwarden --check "$$f" >/dev/null || st=1; }; done; \
+	if [ "$$(id -u)" = 0 ]; then \
+	  ( sleep 0.5; for i in 1 2 3 4 5 6 7 8 9 10; do /bin/true; sh -c 'exit 3'; done ) & \
+	  $(SAN_BUILD)/procwarden --duration 2 --stats -o json >/dev/null 2>$(SAN_BUILD)/reports/daemon.stderr || st=1; wait; \
+	fi; \
+	if ls $(SAN_BUILD)/reports/asan* $(SAN_BUILD)/reports/ubsan* >/dev/null 2>&1; then \
+	  echo "sanitizer reports:"; cat $(SAN_BUILD)/reports/asan* $(SAN_BUILD)/reports/ubsan* 2>/dev/null | head -100; st=1; \
+	fi; \
+	[ $$st = 0 ] && echo "sanitize: clean" || { echo "sanitize: FAILED"; exit 1; }
+
+# libFuzzer targets (clang): every C parser of outside input.
+FUZZ_TARGETS := $(patsubst spec/fuzz/fuzz_%.c,build/fuzz/fuzz_%,$(wildcard spec/fuzz/fuzz_*.c))
+FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+build/fuzz/fuzz_parser: spec/fuzz/fuzz_parser.c src/event.c src/event.h
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_FLAGS) -D_GNU_SOURCE -Isrc -o $@ spec/fuzz/fuzz_parser.c src/event.c
+
+fuzz-deps:
+	@$(MAKE) --no-print-directory deps NEED_CLANG=1
+
+fuzz: fuzz-deps $(FUZZ_TARGETS)
+	@st=0; for t in $(FUZZ_TARGETS); do \
+	  name=$${t#build/fuzz/fuzz_}; work=build/fuzz/corpus-$$name; mkdir -p $$work; \
+	  echo "fuzz $$name for $(FUZZ_SECONDS) s (seeds: spec/fuzz/corpus/$$name)"; \
+	  $$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=build/fuzz/$$name- \
+	    $$work spec/fuzz/corpus/$$name 2>build/fuzz/$$name.log || { st=1; tail -40 build/fuzz/$$name.log; }; \
+	  grep -E "stat::number_of_executed_units|stat::average_exec_per_sec|stat::peak_rss_mb" build/fuzz/$$name.log; \
+	  echo "corpus: $$(ls $$work | wc -l) files"; \
+	done; exit $$st
 
 clean:
 	rm -rf $(BUILD) build-*

@@ -8,7 +8,7 @@
 #include <fnmatch.h>
 #include <lauxlib.h>
 #include <pwd.h>
-#include <grp.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,7 +29,7 @@ static void set_int(lua_State *L, const char *k, lua_Integer v)
 	lua_setfield(L, -2, k);
 }
 
-void pw_event_push(lua_State *L, const struct pw_event *ev, int64_t wall_offset_ns, bool startup)
+void pw_event_push(lua_State *L, const struct pw_event *ev, int64_t wall_offset_ns)
 {
 	lua_createtable(L, 0, 16);
 	lua_pushstring(L, pw_event_type_name(ev->type));
@@ -43,7 +43,7 @@ void pw_event_push(lua_State *L, const struct pw_event *ev, int64_t wall_offset_
 	set_int(L, "seq", ev->seq);
 	lua_pushnumber(L, (double)ev->ktime_ns / 1e9 + (double)wall_offset_ns / 1e9);
 	lua_setfield(L, -2, "time");
-	lua_pushboolean(L, startup);
+	lua_pushboolean(L, (ev->flags & PW_EVF_STARTUP) != 0);
 	lua_setfield(L, -2, "startup");
 	switch (ev->type) {
 	case PW_EV_ACK:
@@ -120,7 +120,7 @@ static int core_parse(lua_State *L)
 	int64_t off = pw_wall_offset_ns();
 	lua_createtable(L, (int)n, 0);
 	for (size_t i = 0; i < n; i++) {
-		pw_event_push(L, &evs[i], off, false);
+		pw_event_push(L, &evs[i], off);
 		lua_rawseti(L, -2, (lua_Integer)i + 1);
 	}
 	return 1;
@@ -207,20 +207,75 @@ static int core_proc_comm(lua_State *L)
 	return 1;
 }
 
-/* core.proc_status(pid) -> { ppid, uid, euid, gid, egid } | nil, err */
+/* core.proc_status(pid) -> { ppid, uid, euid, gid, egid, tracer_pid, ns_pid,
+ * cap_eff (hex string) } | nil, err */
 static int core_proc_status(lua_State *L)
 {
 	struct pw_proc_status st;
 	int r = proc_read_status(check_pid(L, 1), &st);
 	if (r < 0)
 		return push_errno(L, r);
-	lua_createtable(L, 0, 5);
+	lua_createtable(L, 0, 8);
 	set_int(L, "ppid", st.ppid);
 	set_int(L, "uid", st.ruid);
 	set_int(L, "euid", st.euid);
 	set_int(L, "gid", st.rgid);
 	set_int(L, "egid", st.egid);
+	set_int(L, "tracer_pid", st.tracer_pid);
+	set_int(L, "ns_pid", st.ns_pid);
+	char hex[20];
+	snprintf(hex, sizeof hex, "%016llx", (unsigned long long)st.cap_eff);
+	lua_pushstring(L, hex);
+	lua_setfield(L, -2, "cap_eff");
 	return 1;
+}
+
+/* core.proc_stat(pid) -> { ppid, pgid, sid, tty (name or absent), start_time,
+ * comm } | nil, err */
+static int core_proc_stat(lua_State *L)
+{
+	struct pw_proc_stat st;
+	int r = proc_read_stat(check_pid(L, 1), &st);
+	if (r < 0)
+		return push_errno(L, r);
+	lua_createtable(L, 0, 6);
+	set_int(L, "ppid", st.ppid);
+	set_int(L, "pgid", st.pgid);
+	set_int(L, "sid", st.sid);
+	set_int(L, "start_time", (lua_Integer)st.start_time);
+	char tty[32];
+	proc_tty_name(st.tty_nr, tty, sizeof tty);
+	if (tty[0]) {
+		lua_pushstring(L, tty);
+		lua_setfield(L, -2, "tty");
+	}
+	lua_pushstring(L, st.comm);
+	lua_setfield(L, -2, "comm");
+	return 1;
+}
+
+/* core.proc_read(pid, name) -> bounded contents of /proc/PID/<name> for an
+ * allow-listed name (cgroup, loginuid, environ, status) | nil, err */
+static int core_proc_read(lua_State *L)
+{
+	static const struct { const char *name; size_t cap; } files[] = {
+		{"cgroup", 4096}, {"loginuid", 32}, {"environ", 16384}, {"status", 4096},
+	};
+	pid_t pid = check_pid(L, 1);
+	const char *name = luaL_checkstring(L, 2);
+	size_t cap = 0;
+	for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
+		if (strcmp(files[i].name, name) == 0)
+			cap = files[i].cap;
+	luaL_argcheck(L, cap > 0, 2, "not a readable /proc file");
+	char buf[16384];
+	bool trunc;
+	ssize_t n = proc_read_file(pid, name, buf, cap, &trunc);
+	if (n < 0)
+		return push_errno(L, (int)n);
+	lua_pushlstring(L, buf, (size_t)n);
+	lua_pushboolean(L, trunc);
+	return 2;
 }
 
 /* core.proc_start_time(pid) -> ticks since boot | nil, err */
@@ -264,6 +319,8 @@ static const luaL_Reg core_funcs[] = {
 	{"proc_cmdline", core_proc_cmdline},
 	{"proc_comm", core_proc_comm},
 	{"proc_status", core_proc_status},
+	{"proc_stat", core_proc_stat},
+	{"proc_read", core_proc_read},
 	{"proc_start_time", core_proc_start_time},
 	{"user_name", core_user_name},
 	{"fnmatch", core_fnmatch},

@@ -12,7 +12,7 @@
  * of DESIGN §4. wall_offset_ns converts ktime_ns to wall-clock time.
  * May raise a Lua memory error: call from protected code.
  * Stack: [-0, +1] */
-void pw_event_push(lua_State *L, const struct pw_event *ev, int64_t wall_offset_ns, bool startup);
+void pw_event_push(lua_State *L, const struct pw_event *ev, int64_t wall_offset_ns);
 /* CLOCK_REALTIME - CLOCK_MONOTONIC, in ns. */
 int64_t pw_wall_offset_ns(void);
 

@@ -13,9 +13,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "context.h"
 #include "core.h"
+#include "hash.h"
 #include "embedded.h"
 #include "log.h"
+#include "ptable.h"
 #include "sink.h"
 
 struct pw_timer {
@@ -254,15 +257,50 @@ static int host_stats(lua_State *L)
 	return 1;
 }
 
+/* host.proc_ctx(pid) -> the process table's context of pid, or nil */
+static int host_proc_ctx(lua_State *L)
+{
+	struct pw_engine *e = host_engine(L);
+	lua_Integer pid = luaL_checkinteger(L, 1);
+	const struct pw_proc *p = e->cfg.ptable && pid > 0 && pid <= 0x7fffffff
+					  ? ptable_get(e->cfg.ptable, (pid_t)pid)
+					  : NULL;
+	if (!p)
+		return 0;
+	struct pw_ctx c;
+	ptable_ctx_of(p, &c);
+	ctx_push(L, &c); /* takes its own reference */
+	ptable_ctx_release(&c);
+	return 1;
+}
+
+/* host.sha256(pid) -> hex | nil, err */
+static int host_sha256(lua_State *L)
+{
+	lua_Integer pid = luaL_checkinteger(L, 1);
+	char hex[65];
+	int r = pid > 0 && pid <= 0x7fffffff ? hash_sha256_exe((pid_t)pid, hex) : -EINVAL;
+	if (r < 0) {
+		lua_pushnil(L);
+		lua_pushstring(L, strerror(-r));
+		return 2;
+	}
+	lua_pushstring(L, hex);
+	return 1;
+}
+
 static int open_host(lua_State *L)
 {
 	static const luaL_Reg funcs[] = {
-		{"want", host_want}, {"emit", host_emit}, {"timer", host_timer},
-		{"now", host_now},   {"stats", host_stats}, {NULL, NULL},
+		{"want", host_want},   {"emit", host_emit},         {"timer", host_timer},
+		{"now", host_now},     {"stats", host_stats},       {"proc_ctx", host_proc_ctx},
+		{"sha256", host_sha256}, {NULL, NULL},
 	};
 	luaL_newlibtable(L, funcs);
 	lua_pushvalue(L, lua_upvalueindex(1)); /* the engine, as light userdata */
 	luaL_setfuncs(L, funcs, 1);
+	lua_pushcfunction(L, ctx_fill);
+	lua_setfield(L, -2, "ctx_fill");
 	return 1;
 }
 
@@ -300,6 +338,7 @@ static int setup_state(lua_State *L)
 {
 	struct pw_engine *e = lua_touserdata(L, 1);
 	luaL_openlibs(L);
+	ctx_open(L);
 	luaL_requiref(L, "procwarden.core", luaopen_procwarden_core, 0);
 	lua_pop(L, 1);
 	/* procwarden.host carries the engine as an upvalue: open it here and
@@ -436,18 +475,24 @@ uint32_t engine_mask(const struct pw_engine *e)
 	return m;
 }
 
-/* Runs protected: builds the event table. Stack in: engine, event; out: table. */
+/* Runs protected: builds the event table. Stack in: engine, event, ctx|nil;
+ * out: table. */
 static int push_event_protected(lua_State *L)
 {
 	struct pw_engine *e = lua_touserdata(L, 1);
 	const struct pw_event *ev = lua_touserdata(L, 2);
-	pw_event_push(L, ev, e->wall_offset_ns, false);
+	const struct pw_ctx *ctx = lua_touserdata(L, 3);
+	pw_event_push(L, ev, e->wall_offset_ns);
+	if (ctx && ctx->known) {
+		ctx_push(L, ctx);
+		lua_setfield(L, -2, "_ctx");
+	}
 	lua_rawgeti(L, LUA_REGISTRYINDEX, e->event_mt_ref);
 	lua_setmetatable(L, -2);
 	return 1;
 }
 
-void engine_dispatch(struct pw_engine *e, const struct pw_event *ev)
+void engine_dispatch(struct pw_engine *e, const struct pw_event *ev, const struct pw_ctx *ctx)
 {
 	if (!engine_wants(e, ev->type))
 		return;
@@ -465,7 +510,8 @@ void engine_dispatch(struct pw_engine *e, const struct pw_event *ev)
 	lua_pushcfunction(L, push_event_protected);
 	lua_pushlightuserdata(L, e);
 	lua_pushlightuserdata(L, (void *)ev);
-	if (lua_pcall(L, 2, 1, 0) != LUA_OK) {                       /* handlers, list, err */
+	lua_pushlightuserdata(L, (void *)ctx);
+	if (lua_pcall(L, 3, 1, 0) != LUA_OK) {                       /* handlers, list, err */
 		report_error(e, "event table for", pw_event_type_name(ev->type));
 		lua_settop(L, top);
 		return;

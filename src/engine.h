@@ -11,6 +11,8 @@
 #include "event.h"
 
 struct pw_sink;
+struct pw_ptable;
+struct pw_ctx;
 struct lua_State;
 
 #define PW_INSN_BUDGET 10000000L       /* VM instructions per call into user code */
@@ -28,6 +30,7 @@ struct pw_engine_stats {
 struct pw_engine_config {
 	struct ev_loop *loop;
 	struct pw_sink *sink;
+	struct pw_ptable *ptable; /* process table behind parent/proc() (may be NULL) */
 	/* Pushes a table of daemon counters for stats() (may be NULL). */
 	void (*push_stats)(void *ctx, struct lua_State *L);
 	void *stats_ctx;
@@ -41,7 +44,9 @@ struct pw_engine *engine_new(const struct pw_engine_config *cfg, char *err, size
 int engine_load(struct pw_engine *e, char *const *files, int nfiles, char *err, size_t errlen);
 /* Start the timers the rules asked for (after a successful load). */
 void engine_start(struct pw_engine *e);
-void engine_dispatch(struct pw_engine *e, const struct pw_event *ev);
+/* Hand ev to the handlers of its type; ctx (may be NULL) is the process as it
+ * was at the event. */
+void engine_dispatch(struct pw_engine *e, const struct pw_event *ev, const struct pw_ctx *ctx);
 bool engine_wants(const struct pw_engine *e, enum pw_event_type t);
 /* Kernel subscription bits for the types handlers want. */
 uint32_t engine_mask(const struct pw_engine *e);

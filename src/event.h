@@ -50,8 +50,11 @@ enum pw_event_type {
 	PW_EV__COUNT
 };
 
+#define PW_EVF_STARTUP 0x1 /* synthetic exec for a process found by a /proc scan */
+
 struct pw_event {
 	enum pw_event_type type;
+	uint32_t flags;    /* PW_EVF_*, set by the daemon, never by the parser */
 	uint32_t cpu;
 	uint64_t ktime_ns; /* kernel monotonic (CLOCK_MONOTONIC) time of the event */
 	uint32_t seq;      /* cn_msg seq: the kernel's per-CPU event counter */

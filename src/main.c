@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 #include <linux/capability.h>
 
@@ -18,6 +19,7 @@
 #include "engine.h"
 #include "log.h"
 #include "netlink.h"
+#include "ptable.h"
 #include "sink.h"
 
 #ifndef PW_VERSION
@@ -47,6 +49,9 @@ struct daemon {
 	bool nl_open;
 	struct pw_engine *engine;
 	struct pw_sink *sink;
+	struct pw_ptable *ptable;
+	bool resync_pending;
+	ev_timer resync;
 	int64_t wall_offset_ns;
 	uint64_t seen;
 	uint64_t by_type[PW_EV__COUNT];
@@ -58,6 +63,7 @@ struct daemon {
 };
 
 static struct pw_event batch[PW_NL_EVENT_CAP];
+static struct pw_ctx batch_ctx[PW_NL_EVENT_CAP];
 
 /* ---- counters ---------------------------------------------------------- */
 
@@ -107,6 +113,15 @@ static int collect_counters(const struct daemon *d, struct counter *c, int cap)
 		C("budget_exceeded", es->budget_exceeded);
 		C("lua_alloc_refused", es->mem_refused);
 	}
+	if (d->ptable) {
+		const struct pw_ptable_stats *ps = ptable_stats(d->ptable);
+		C("processes", ps->entries);
+		C("process_table_full", ps->full);
+		C("exec_captures", ps->captures);
+		C("exec_capture_gone", ps->capture_failed);
+		C("argv_trimmed", ps->image_trimmed);
+		C("proc_scans", ps->scans);
+	}
 	C("reloads", d->reloads);
 	C("reload_failures", d->reload_failures);
 	if (d->sink) {
@@ -145,12 +160,29 @@ static void stop(struct daemon *d)
 	ev_break(d->loop, EVBREAK_ALL);
 }
 
-static void deliver(void *ctx, struct pw_event *evs, int n)
+static void resync_cb(struct ev_loop *loop, ev_timer *w, int revents);
+
+/* A batch of events, in three passes: (1) the process table takes every
+ * event in arrival order and exec contexts are captured from /proc at once,
+ * before any rule runs, each event keeping a snapshot of its process; (2)
+ * the rules see the events; (3) exited processes leave the table. */
+static void deliver(void *arg, struct pw_event *evs, int n)
 {
-	struct daemon *d = ctx;
+	struct daemon *d = arg;
+	if (d->opt.max_events) {
+		uint64_t left = (uint64_t)d->opt.max_events - d->seen;
+		if ((uint64_t)n > left)
+			n = (int)left;
+	}
+	bool overflow = false;
 	for (int i = 0; i < n; i++) {
-		if (d->opt.max_events && d->seen >= (uint64_t)d->opt.max_events)
-			return;
+		bool wanted = engine_wants(d->engine, evs[i].type);
+		ptable_apply(d->ptable, &evs[i], wanted ? &batch_ctx[i] : NULL);
+		if (!wanted)
+			batch_ctx[i].known = false, batch_ctx[i].img = NULL;
+		overflow |= evs[i].type == PW_EV_OVERFLOW;
+	}
+	for (int i = 0; i < n; i++) {
 		const struct pw_event *ev = &evs[i];
 		d->seen++;
 		d->by_type[ev->type]++;
@@ -159,17 +191,62 @@ static void deliver(void *ctx, struct pw_event *evs, int n)
 			       (unsigned long long)ev->u.overflow.lost);
 		if (d->opt.dump)
 			dump_event(stdout, d->opt.dump_fmt, ev, d->wall_offset_ns);
-		engine_dispatch(d->engine, ev);
-		if (d->opt.max_events && d->seen >= (uint64_t)d->opt.max_events)
-			stop(d);
+		engine_dispatch(d->engine, ev, &batch_ctx[i]);
+	}
+	for (int i = 0; i < n; i++) {
+		ptable_ctx_release(&batch_ctx[i]);
+		ptable_retire(d->ptable, &evs[i]);
 	}
 	if (d->opt.dump)
 		fflush(stdout);
+	if (overflow && !d->resync_pending) { /* rebuild from /proc once the burst is read */
+		d->resync_pending = true;
+		ev_timer_init(&d->resync, resync_cb, 0.2, 0.);
+		d->resync.data = d;
+		ev_timer_start(d->loop, &d->resync);
+	}
+	if (d->opt.max_events && d->seen >= (uint64_t)d->opt.max_events)
+		stop(d);
+}
+
+/* A process found by a /proc scan that the table did not know: the exec
+ * rules judge it once, as an exec event with startup = true. */
+static void scan_found(void *arg, const struct pw_proc *p, bool is_new)
+{
+	struct daemon *d = arg;
+	if (!is_new || !engine_wants(d->engine, PW_EV_EXEC))
+		return;
+	struct pw_event ev;
+	memset(&ev, 0, sizeof ev);
+	ev.type = PW_EV_EXEC;
+	ev.flags = PW_EVF_STARTUP;
+	ev.pid = ev.tgid = p->tgid;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ev.ktime_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	struct pw_ctx ctx;
+	ptable_ctx_of(p, &ctx);
+	engine_dispatch(d->engine, &ev, &ctx);
+	ptable_ctx_release(&ctx);
+}
+
+static void resync_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct daemon *d = w->data;
+	d->resync_pending = false;
+	int n = ptable_scan(d->ptable, scan_found, d);
+	if (n < 0)
+		pw_log(PW_LOG_ERROR, "resync: scan /proc: %s", strerror(-n));
+	else
+		pw_log(PW_LOG_NOTICE, "process table rebuilt from /proc after an overflow (%d processes)", n);
 }
 
 static uint32_t wanted_mask(const struct daemon *d)
 {
-	return d->opt.dump ? PW_PROC_EVENT_ALL : engine_mask(d->engine);
+	/* What the rules use, plus what the process table lives on. */
+	const uint32_t table = PW_PROC_EVENT_FORK | PW_PROC_EVENT_EXEC | PW_PROC_EVENT_EXIT |
+			       PW_PROC_EVENT_COMM | PW_PROC_EVENT_UID | PW_PROC_EVENT_GID;
+	return d->opt.dump ? PW_PROC_EVENT_ALL : engine_mask(d->engine) | table;
 }
 
 static void netlink_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -202,7 +279,8 @@ static void sig_stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
 static struct pw_engine *load_engine(struct daemon *d, char *err, size_t errlen)
 {
 	struct pw_engine_config cfg = {
-		.loop = d->loop, .sink = d->sink, .push_stats = push_stats, .stats_ctx = d,
+		.loop = d->loop, .sink = d->sink, .ptable = d->ptable,
+		.push_stats = push_stats, .stats_ctx = d,
 	};
 	struct pw_engine *e = engine_new(&cfg, err, errlen);
 	if (!e)
@@ -422,6 +500,12 @@ static int run(struct daemon *d)
 	}
 	pw_log(PW_LOG_INFO, "subscribed (%s, mask 0x%08x), receive buffer %d bytes",
 	       d->nl.proc_input ? "proc_input" : "legacy op", d->nl.mask, d->opt.rcvbuf);
+	/* After subscribing, so nothing falls between the scan and the events. */
+	int found = ptable_scan(d->ptable, scan_found, d);
+	if (found < 0)
+		pw_log(PW_LOG_ERROR, "start-up scan of /proc: %s", strerror(-found));
+	else
+		pw_log(PW_LOG_INFO, "%d processes running at start", found);
 
 	ev_io_init(&d->io, netlink_cb, d->nl.fd, EV_READ);
 	d->io.data = d;
@@ -465,6 +549,11 @@ int main(int argc, char **argv)
 	if (d.opt.nlogs == 0 && sink_add(d.sink, "stdout") < 0)
 		return 1;
 
+	d.ptable = ptable_new(0);
+	if (!d.ptable) {
+		fprintf(stderr, "procwarden: out of memory\n");
+		return 1;
+	}
 	char err[1024];
 	d.engine = load_engine(&d, err, sizeof err);
 	if (!d.engine) {
@@ -477,6 +566,7 @@ int main(int argc, char **argv)
 			printf("  %s\n", d.opt.rules[i]);
 		engine_print_summary(d.engine, stdout);
 		engine_free(d.engine);
+		ptable_free(d.ptable);
 		sink_free(d.sink);
 		return 0;
 	}
@@ -498,8 +588,9 @@ int main(int argc, char **argv)
 	fflush(stdout);
 	if (d.opt.stats)
 		print_stats(&d);
-	engine_free(d.engine);
+	engine_free(d.engine); /* before the table: event tables hold image references */
 	d.engine = NULL;
+	ptable_free(d.ptable);
 	if (d.nl_open)
 		netlink_close(&d.nl);
 	sink_free(d.sink);

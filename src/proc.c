@@ -74,12 +74,13 @@ static int parse_ids(const char *line, unsigned *real, unsigned *eff)
 
 int proc_read_status(pid_t pid, struct pw_proc_status *st)
 {
-	char buf[2048];
+	char buf[4096];
 	bool trunc;
 	ssize_t n = proc_read_file(pid, "status", buf, sizeof buf - 1, &trunc);
 	if (n < 0)
 		return (int)n;
 	buf[n] = 0;
+	memset(st, 0, sizeof *st);
 	int found = 0;
 	for (char *line = buf; line && *line;) {
 		char *nl = strchr(line, '\n');
@@ -97,13 +98,23 @@ int proc_read_status(pid_t pid, struct pw_proc_status *st)
 			st->rgid = a;
 			st->egid = b;
 			found |= 4;
+		} else if (strncmp(line, "TracerPid:", 10) == 0) {
+			st->tracer_pid = (pid_t)strtol(line + 10, NULL, 10);
+		} else if (strncmp(line, "NSpid:", 6) == 0) {
+			char *last = strrchr(line, '\t');
+			char *sp = strrchr(line, ' ');
+			if (sp > last)
+				last = sp;
+			st->ns_pid = (pid_t)strtol(last ? last + 1 : line + 6, NULL, 10);
+		} else if (strncmp(line, "CapEff:", 7) == 0) {
+			st->cap_eff = strtoull(line + 7, NULL, 16);
 		}
 		line = nl ? nl + 1 : NULL;
 	}
 	return found == 7 ? 0 : -EINVAL;
 }
 
-int proc_read_start_time(pid_t pid, uint64_t *ticks)
+int proc_read_stat(pid_t pid, struct pw_proc_stat *st)
 {
 	char buf[1024];
 	bool trunc;
@@ -112,21 +123,93 @@ int proc_read_start_time(pid_t pid, uint64_t *ticks)
 		return (int)n;
 	buf[n] = 0;
 	/* comm may hold spaces and parentheses: fields resume after the last ')'. */
+	char *open_paren = strchr(buf, '(');
 	char *p = strrchr(buf, ')');
-	if (!p)
+	if (!open_paren || !p || p < open_paren)
 		return -EINVAL;
-	p++;
-	/* field 3 (state) is the first after ')'; starttime is field 22. */
-	for (int field = 2; field < 21; field++) {
-		p = strchr(p + 1, ' ');
-		if (!p)
+	size_t clen = (size_t)(p - open_paren - 1);
+	if (clen > sizeof st->comm - 1)
+		clen = sizeof st->comm - 1;
+	memcpy(st->comm, open_paren + 1, clen);
+	st->comm[clen] = 0;
+	/* after ')': 3 state, 4 ppid, 5 pgrp, 6 session, 7 tty_nr, ... 22 starttime */
+	unsigned long long f[23] = {0};
+	char *cur = p + 2;
+	for (int field = 3; field <= 22; field++) {
+		if (*cur == 0)
 			return -EINVAL;
+		if (field > 3) {
+			char *end;
+			errno = 0;
+			long long v = strtoll(cur, &end, 10);
+			if (errno || end == cur)
+				return -EINVAL;
+			f[field] = (unsigned long long)v;
+			cur = end;
+		} else {
+			while (*cur && *cur != ' ')
+				cur++;
+		}
+		while (*cur == ' ')
+			cur++;
 	}
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(p + 1, &end, 10);
-	if (errno || end == p + 1)
-		return -EINVAL;
-	*ticks = v;
+	st->ppid = (pid_t)f[4];
+	st->pgid = (pid_t)f[5];
+	st->sid = (pid_t)f[6];
+	st->tty_nr = (unsigned)f[7];
+	st->start_time = f[22];
 	return 0;
+}
+
+int proc_read_start_time(pid_t pid, uint64_t *ticks)
+{
+	struct pw_proc_stat st;
+	int r = proc_read_stat(pid, &st);
+	if (r == 0)
+		*ticks = st.start_time;
+	return r;
+}
+
+int proc_read_cgroup(pid_t pid, char *buf, size_t cap)
+{
+	char raw[2048];
+	bool trunc;
+	ssize_t n = proc_read_file(pid, "cgroup", raw, sizeof raw - 1, &trunc);
+	if (n < 0)
+		return (int)n;
+	raw[n] = 0;
+	const char *line = strstr(raw, "0::");
+	if (line != raw && (!line || line[-1] != '\n'))
+		line = NULL;
+	const char *path = NULL;
+	if (line)
+		path = line + 3;
+	else if ((path = strchr(raw, ':')) && (path = strchr(path + 1, ':')))
+		path++;
+	if (!path || cap == 0)
+		return -EINVAL;
+	size_t len = strcspn(path, "\n");
+	if (len > cap - 1)
+		len = cap - 1;
+	memcpy(buf, path, len);
+	buf[len] = 0;
+	return (int)len;
+}
+
+void proc_tty_name(unsigned tty_nr, char *buf, size_t cap)
+{
+	unsigned major = (tty_nr >> 8) & 0xfff;
+	unsigned minor = (tty_nr & 0xff) | ((tty_nr >> 12) & 0xfff00);
+	if (tty_nr == 0)
+		snprintf(buf, cap, "%s", "");
+	else if (major >= 136 && major <= 143)
+		snprintf(buf, cap, "pts/%u", minor + (major - 136) * 256);
+	else if (major == 4 && minor < 64)
+		snprintf(buf, cap, "tty%u", minor);
+	else if (major == 4)
+		snprintf(buf, cap, "ttyS%u", minor - 64);
+	else if (major == 5 && minor == 1)
+		snprintf(buf, cap, "console");
+	else
+		snprintf(buf, cap, "tty%u:%u", major, minor);
 }

@@ -13,6 +13,9 @@ struct pw_proc_status {
 	pid_t ppid;
 	uid_t ruid, euid;
 	gid_t rgid, egid;
+	pid_t tracer_pid; /* TracerPid, 0 = none */
+	pid_t ns_pid;     /* last NSpid value: the pid in its own namespace */
+	uint64_t cap_eff; /* CapEff bits */
 };
 
 /* Path of the executable (readlink /proc/PID/exe). Returns its length, or
@@ -21,9 +24,22 @@ int proc_read_exe(pid_t pid, char *buf, size_t cap);
 /* Up to cap bytes of /proc/PID/<name>. Returns the byte count or -errno;
  * *truncated tells whether the file held more. */
 ssize_t proc_read_file(pid_t pid, const char *name, char *buf, size_t cap, bool *truncated);
-/* PPid, Uid and Gid lines of /proc/PID/status. 0 or -errno. */
+/* PPid, Uid, Gid, TracerPid, NSpid and CapEff of /proc/PID/status. 0 or -errno. */
 int proc_read_status(pid_t pid, struct pw_proc_status *st);
+struct pw_proc_stat {
+	char comm[17];
+	pid_t ppid, pgid, sid;
+	unsigned tty_nr;     /* encoded device number, 0 = none */
+	uint64_t start_time; /* clock ticks since boot */
+};
+
+/* Fields of /proc/PID/stat. 0 or -errno. */
+int proc_read_stat(pid_t pid, struct pw_proc_stat *st);
 /* starttime (field 22 of /proc/PID/stat), in clock ticks since boot. 0 or -errno. */
 int proc_read_start_time(pid_t pid, uint64_t *ticks);
+/* The cgroup v2 path ("0::/path" line) or else the first line's path. Length or -errno. */
+int proc_read_cgroup(pid_t pid, char *buf, size_t cap);
+/* Terminal name for a tty_nr ("pts/3", "tty1", "ttyS0"), or "" when none. */
+void proc_tty_name(unsigned tty_nr, char *buf, size_t cap);
 
 #endif

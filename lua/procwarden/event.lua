@@ -1,56 +1,98 @@
--- procwarden.event: lazy process fields on event tables.
--- An event table holds the kernel's fields (type, pid, tgid, ...); every
--- other field (exe, argv, user, ...) is read from /proc on first access and
--- cached in the table. A field that cannot be read (process gone) is nil and
--- is not read twice. Reading a name that is no field is an error.
+-- procwarden.event: the fields of event tables and process objects.
+--
+-- An event table holds the kernel's fields (type, pid, tgid, ...). Every
+-- process field comes from one source, behind this one accessor:
+--   * the process context captured when the event arrived (`_ctx`, filled
+--     in on first access: exe argv uid ... as they were at that moment);
+--   * the live /proc, for what was not captured (cwd, env, caps ...), and
+--     only while the process is still the same one (pid + start time);
+--   * a recorded line (`--replay`): what the line lacks is nil, never read
+--     from this machine.
+-- Values are cached in the table. A field that cannot be had is nil; a
+-- name that is no field is an error.
 local core = require "procwarden.core"
+local host = require "procwarden.host"
+local container = require "procwarden.container"
 
 local M = {}
 
 local fields = {}
-local misses = setmetatable({}, { __mode = "k" }) -- event -> { name = true }
+local misses = setmetatable({}, { __mode = "k" }) -- table -> { name = true }
+local MAX_ANCESTORS = 64
 
-local function status(e)
-  local st = rawget(e, "_status")
-  if st == nil then
-    st = core.proc_status(e.tgid) or false
-    rawset(e, "_status", st)
-  end
-  return st or nil
+local function replayed(e) return rawget(e, "_replay") == true end
+
+-- Copy the captured context into e, once.
+local function fill(e)
+  if rawget(e, "_filled") then return end
+  rawset(e, "_filled", true)
+  local ctx = rawget(e, "_ctx")
+  if ctx ~= nil and host.ctx_fill then host.ctx_fill(ctx, e) end
 end
 
-local function argv_read(e)
+-- Is e's process alive and still the same process (pid + start time)?
+function fields.valid(e)
+  if replayed(e) then return false end
+  local now = core.proc_start_time(e.tgid)
+  if now == nil then return false end
+  fill(e)
+  local then_ = rawget(e, "start_time")
+  return then_ == nil or then_ == now
+end
+
+-- A live /proc read, only while e is still the process it was.
+local function live(e, read, ...)
+  if not e.valid then return nil end
+  return (read(e.tgid, ...))
+end
+
+local function stat_field(name)
+  return function(e)
+    local st = live(e, core.proc_stat)
+    return st and st[name]
+  end
+end
+local function status_field(name)
+  return function(e)
+    local st = live(e, core.proc_status)
+    return st and st[name]
+  end
+end
+
+-- Captured at exec (live only when the table never knew the process).
+fields.exe = function(e) return live(e, core.proc_exe) end
+fields.argv = function(e)
+  if not e.valid then return nil end
   local argv, truncated = core.proc_cmdline(e.tgid)
   if argv then rawset(e, "argv_truncated", truncated) end
   return argv
 end
-
-function fields.exe(e) return (core.proc_exe(e.tgid)) end
-function fields.argv(e) return argv_read(e) end
-function fields.argv_truncated(e)
-  argv_read(e)
+fields.argv_truncated = function(e)
+  local _ = e.argv
   return rawget(e, "argv_truncated")
 end
-function fields.args(e)
+fields.comm = function(e) return live(e, core.proc_comm) end
+fields.cgroup = function(e)
+  local text = live(e, core.proc_read, "cgroup")
+  return text and (text:match("^0::([^\n]*)") or text:match("\n0::([^\n]*)") or text:match("^[^:]*:[^:]*:([^\n]*)"))
+end
+fields.tty = stat_field("tty")
+fields.start_time = function(e) return core.proc_start_time(e.tgid) end
+for _, name in ipairs { "ppid", "pgid", "sid" } do fields[name] = stat_field(name) end
+for _, name in ipairs { "uid", "euid", "gid", "egid" } do fields[name] = status_field(name) end
+-- Only on uid/gid events, from the process table; never guessed.
+for _, name in ipairs { "prev_ruid", "prev_euid", "prev_rgid", "prev_egid" } do
+  fields[name] = function() return nil end
+end
+
+-- Derived.
+fields.args = function(e)
   local argv = e.argv
   return argv and table.move(argv, 2, #argv, 1, {}) or nil
 end
-function fields.cmdline(e)
+fields.cmdline = function(e)
   local argv = e.argv
   return argv and table.concat(argv, " ") or nil
-end
-function fields.comm(e) return (core.proc_comm(e.tgid)) end
-function fields.cwd(e) return (core.proc_link(e.tgid, "cwd")) end
-function fields.stdin(e) return (core.proc_link(e.tgid, "fd/0")) end
-function fields.stdout(e) return (core.proc_link(e.tgid, "fd/1")) end
-function fields.stderr(e) return (core.proc_link(e.tgid, "fd/2")) end
-function fields.start_time(e) return (core.proc_start_time(e.tgid)) end
-function fields.valid(e) return e.start_time ~= nil end
-for _, name in ipairs { "ppid", "uid", "euid", "gid", "egid" } do
-  fields[name] = function(e)
-    local st = status(e)
-    return st and st[name]
-  end
 end
 
 local user_cache = {}
@@ -63,20 +105,127 @@ function M.user_name(uid)
   end
   return name
 end
-function fields.user(e) return M.user_name(e.uid) end
-function fields.euser(e) return M.user_name(e.euid) end
+fields.user = function(e) return M.user_name(e.uid) end
+fields.euser = function(e) return M.user_name(e.euid) end
+fields.container_id = function(e) return container.id(e.cgroup) end
+
+-- Live only (not captured: read on access, while the process is the same).
+fields.cwd = function(e) return live(e, core.proc_link, "cwd") end
+fields.stdin = function(e) return live(e, core.proc_link, "fd/0") end
+fields.stdout = function(e) return live(e, core.proc_link, "fd/1") end
+fields.stderr = function(e) return live(e, core.proc_link, "fd/2") end
+fields.loginuid = function(e)
+  local text = live(e, core.proc_read, "loginuid")
+  local v = text and math.tointeger(tonumber(text))
+  return v ~= nil and v ~= 4294967295 and v or nil
+end
+fields.login_user = function(e) return M.user_name(e.loginuid) end
+fields.ns_pid = status_field("ns_pid")
+fields.env = function(e)
+  local text = live(e, core.proc_read, "environ")
+  if not text then return nil end
+  local env = {}
+  for k, v in text:gmatch("([^%z=]+)=([^%z]*)") do env[k] = v end
+  return env
+end
+
+local CAP_NAMES = {
+  "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+  "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+  "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
+  "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
+  "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
+  "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+  "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
+  "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
+  "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+}
+M.CAP_NAMES = CAP_NAMES
+function M.caps_from_hex(hex)
+  local n = tonumber(hex, 16)
+  if n == nil then return nil end
+  local set = {}
+  for bit, name in ipairs(CAP_NAMES) do
+    if (n >> (bit - 1)) & 1 == 1 then set[name] = true end
+  end
+  return set
+end
+fields.caps = function(e)
+  local st = live(e, core.proc_status)
+  return st and st.cap_eff and M.caps_from_hex(st.cap_eff)
+end
+
+fields.sha256 = function(e)
+  if not e.valid or not host.sha256 then return nil end
+  return (host.sha256(e.tgid))
+end
+
+-- Process objects.
+local function process(pid)
+  if math.type(pid) ~= "integer" or pid <= 0 then return nil end
+  local p = { type = "proc", pid = pid, tgid = pid }
+  if host.proc_ctx then p._ctx = host.proc_ctx(pid) end
+  return setmetatable(p, M.metatable)
+end
+M.process = process
+
+-- The parent: from the context, and only if it started before the child
+-- (a parent pid reused by a later process is not the parent).
+fields.parent = function(e)
+  if replayed(e) then return nil end
+  local ppid = e.ppid
+  if ppid == nil or ppid == 0 then return nil end
+  local p = process(ppid)
+  local mine, theirs = e.start_time, p and p.start_time
+  if p == nil or theirs == nil or (mine ~= nil and theirs > mine) then return nil end
+  return p
+end
+fields.ancestors = function(e)
+  if replayed(e) then return nil end
+  local list, cur = {}, e
+  for _ = 1, MAX_ANCESTORS do
+    cur = cur.parent
+    if cur == nil then break end
+    list[#list + 1] = cur
+  end
+  return list
+end
+fields.tracer = function(e)
+  if replayed(e) then return nil end
+  fill(e)
+  local tracer = rawget(e, "_tracer")
+  if tracer == nil then
+    local st = live(e, core.proc_status)
+    tracer = st and st.tracer_pid
+  end
+  if tracer == nil or tracer == 0 then return nil end
+  return process(tracer)
+end
 
 M.fields = fields
+
+local is_kernel -- set below
 
 local function lazy_index(e, name)
   local read = fields[name]
   if read == nil then
+    if is_kernel[name] then return nil end -- a kernel field this event type lacks
     if type(name) == "string" and name:sub(1, 1) == "_" then return nil end
     error(("unknown event field '%s'"):format(tostring(name)), 2)
   end
+  fill(e)
+  local value = rawget(e, name)
+  if value ~= nil then return value end
   local missed = misses[e]
   if missed and missed[name] then return nil end
-  local value = read(e)
+  if replayed(e) then
+    value = nil -- a recorded line has what it has
+    if name == "valid" then value = false
+    elseif name == "args" or name == "cmdline" or name == "user" or name == "euser"
+      or name == "container_id" or name == "login_user" then value = read(e) end
+  else
+    value = read(e)
+  end
   if value == nil then
     missed = missed or {}
     missed[name] = true
@@ -89,20 +238,37 @@ end
 
 M.metatable = { __index = lazy_index, __name = "procwarden.event" }
 
--- Is name a field an event may have (kernel or lazy)?
-local kernel_fields = {
-  type = true, pid = true, tgid = true, thread = true, cpu = true, ktime_ns = true,
-  seq = true, time = true, startup = true, parent_pid = true, parent_tgid = true,
-  child_pid = true, child_tgid = true, exit_code = true, exit_signal = true,
-  exit_status = true, term_signal = true, core_dumped = true, ruid = true,
-  rgid = true, egid = true, tracer_pid = true, tracer_tgid = true, lost = true, err = true,
-  ack = true,
+-- The kernel's fields (present in the table from the start).
+M.kernel_fields = {
+  "type", "pid", "tgid", "thread", "cpu", "ktime_ns", "seq", "time", "startup",
+  "parent_pid", "parent_tgid", "child_pid", "child_tgid", "exit_code", "exit_signal",
+  "exit_status", "term_signal", "core_dumped", "ruid", "euid", "rgid", "egid",
+  "tracer_pid", "tracer_tgid", "comm", "lost",
 }
+is_kernel = {}
+for _, k in ipairs(M.kernel_fields) do is_kernel[k] = true end
+
+-- Is name a field an event may have (kernel or process)?
 function M.is_field(name)
-  return kernel_fields[name] ~= nil or fields[name] ~= nil
+  return is_kernel[name] ~= nil or fields[name] ~= nil
+end
+
+-- The process field names, sorted (for messages and records).
+function M.field_names()
+  local names = {}
+  for k in pairs(fields) do names[#names + 1] = k end
+  for k in pairs(is_kernel) do if fields[k] == nil then names[#names + 1] = k end end
+  table.sort(names)
+  return names
 end
 
 function M.wrap(t)
+  return setmetatable(t, M.metatable)
+end
+
+-- A recorded event (replay): fields it lacks are nil, never read live.
+function M.recorded(t)
+  t._replay = true
   return setmetatable(t, M.metatable)
 end
 

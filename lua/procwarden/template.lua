@@ -17,7 +17,7 @@ local function lookup(e, path)
   local value = e
   for key in path:gmatch("[^.]+") do
     if type(value) ~= "table" then return nil end
-    value = value[key]
+    value = value[math.tointeger(tonumber(key)) or key]
   end
   return value
 end

@@ -1,0 +1,35 @@
+-- procwarden.container: container id from a cgroup path, for the runtime
+-- layouts we recognise (docker, containerd/cri-o under kubepods, podman).
+-- Anything else (the host, systemd units, an unknown layout) is nil: a
+-- hex-looking path segment alone is never taken for a container id.
+local M = {}
+
+local HEX64 = string.rep("%x", 64)
+
+-- Patterns over the whole cgroup path; the capture is the id.
+local layouts = {
+  "/docker/(" .. HEX64 .. ")$",                          -- cgroup v1 docker
+  "/docker/(" .. HEX64 .. ")/",
+  "/docker%-(" .. HEX64 .. ")%.scope$",                  -- systemd driver, docker
+  "/docker%-(" .. HEX64 .. ")%.scope/",
+  "/cri%-containerd%-(" .. HEX64 .. ")%.scope$",         -- containerd (kubepods, systemd)
+  "/crio%-(" .. HEX64 .. ")%.scope$",                    -- cri-o (kubepods, systemd)
+  "/crio%-conmon%-(" .. HEX64 .. ")%.scope$",
+  "/libpod%-(" .. HEX64 .. ")%.scope$",                  -- podman (systemd)
+  "/libpod%-(" .. HEX64 .. ")%.scope/",
+  "/libpod%-conmon%-(" .. HEX64 .. ")%.scope$",
+  "/machine%.slice/libpod%-(" .. HEX64 .. ")",
+  "/libpod_parent/libpod%-(" .. HEX64 .. ")",           -- podman, cgroupfs driver
+  "^/kubepods[%w%-_%./]*/pod[%w%-_]+/(" .. HEX64 .. ")$", -- kubepods, cgroupfs driver
+}
+
+function M.id(cgroup)
+  if type(cgroup) ~= "string" then return nil end
+  for _, pattern in ipairs(layouts) do
+    local id = cgroup:match(pattern)
+    if id then return id end
+  end
+  return nil
+end
+
+return M

@@ -1,0 +1,117 @@
+/* context.c: the Lua side of struct pw_ctx. An event table carries its
+ * process context as a `_ctx` userdata; the runtime's lazy fields call
+ * ctx_fill once to copy every captured field into the table. The userdata
+ * holds a reference on the shared image, released by __gc, so a table a
+ * rule keeps never points at freed memory. */
+#include "context.h"
+
+#include <lauxlib.h>
+#include <stdbool.h>
+#include <string.h>
+
+#define CTX_MT "procwarden.ctx"
+
+static int ctx_gc(lua_State *L)
+{
+	struct pw_ctx *c = luaL_checkudata(L, 1, CTX_MT);
+	ptable_ctx_release(c);
+	return 0;
+}
+
+void ctx_open(lua_State *L)
+{
+	if (luaL_newmetatable(L, CTX_MT)) {
+		lua_pushcfunction(L, ctx_gc);
+		lua_setfield(L, -2, "__gc");
+		lua_pushliteral(L, "locked");
+		lua_setfield(L, -2, "__metatable");
+	}
+	lua_pop(L, 1);
+}
+
+void ctx_push(lua_State *L, const struct pw_ctx *ctx)
+{
+	struct pw_ctx *c = lua_newuserdatauv(L, sizeof *c, 0);
+	memset(c, 0, sizeof *c); /* no image until the metatable (and __gc) is set */
+	luaL_setmetatable(L, CTX_MT);
+	*c = *ctx;
+	image_ref(c->img);
+}
+
+static void set_int(lua_State *L, const char *k, lua_Integer v)
+{
+	lua_pushinteger(L, v);
+	lua_setfield(L, -2, k);
+}
+
+static void set_str(lua_State *L, const char *k, const char *v)
+{
+	if (v && *v) {
+		lua_pushstring(L, v);
+		lua_setfield(L, -2, k);
+	}
+}
+
+/* argv as a list. Stack: [-0, +1] */
+static void push_argv(lua_State *L, const struct pw_image *img)
+{
+	lua_createtable(L, 4, 0);
+	lua_Integer i = 0;
+	size_t start = 0;
+	for (size_t k = 0; k < img->argv_len; k++)
+		if (img->argv[k] == 0) {
+			lua_pushlstring(L, img->argv + start, k - start);
+			lua_rawseti(L, -2, ++i);
+			start = k + 1;
+		}
+}
+
+int ctx_fill(lua_State *L)
+{
+	const struct pw_ctx *c = luaL_checkudata(L, 1, CTX_MT);
+	luaL_checktype(L, 2, LUA_TTABLE);
+	lua_settop(L, 2); /* ud, t */
+	if (!c->known)
+		return 1;
+	const struct pw_image *img = c->img;
+	if (img) {
+		set_str(L, "exe", img->exe);
+		set_str(L, "cgroup", img->cgroup);
+		set_str(L, "tty", img->tty);
+		if (img->argv_len) {
+			push_argv(L, img);
+			lua_setfield(L, -2, "argv");
+			lua_pushboolean(L, img->argv_truncated);
+			lua_setfield(L, -2, "argv_truncated");
+		}
+	}
+	if (c->ppid)
+		set_int(L, "ppid", c->ppid);
+	if (c->pgid)
+		set_int(L, "pgid", c->pgid);
+	if (c->sid)
+		set_int(L, "sid", c->sid);
+	if (c->start_time)
+		set_int(L, "start_time", (lua_Integer)c->start_time);
+	if (c->creds_known) {
+		set_int(L, "uid", c->ruid);
+		set_int(L, "euid", c->euid);
+		set_int(L, "gid", c->rgid);
+		set_int(L, "egid", c->egid);
+	}
+	lua_pushliteral(L, "comm");
+	bool has_comm = lua_rawget(L, 2) != LUA_TNIL; /* a comm event's own name wins */
+	lua_pop(L, 1);
+	if (!has_comm)
+		set_str(L, "comm", c->comm);
+	if (c->tracer)
+		set_int(L, "_tracer", c->tracer);
+	if (c->has_prev) {
+		lua_getfield(L, 2, "type");
+		bool uid = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "uid") == 0;
+		lua_pop(L, 1);
+		set_int(L, uid ? "prev_ruid" : "prev_rgid", c->prev_real);
+		set_int(L, uid ? "prev_euid" : "prev_egid", c->prev_effective);
+	}
+	return 1;
+}

@@ -1,0 +1,417 @@
+/* ptable.c: the process table. Keyed by tgid; a process's identity is
+ * (tgid, start time). Fed in event order by fork (child inherits the
+ * parent's image and ids), exec (context captured from /proc at once, so a
+ * process that lives 1 ms keeps its exe for its exit event and its
+ * children), exit (dropped after dispatch), comm, uid/gid and ptrace, and by
+ * a /proc scan at start-up and after an overflow. Memory is bounded: a cap
+ * on processes and on image bytes, each with a counter. */
+#include "ptable.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proc.h"
+
+#define NBUCKETS 16384 /* power of two */
+
+struct pw_ptable {
+	struct pw_proc *bucket[NBUCKETS];
+	size_t max_entries;
+	struct pw_ptable_stats st;
+};
+
+static size_t slot(pid_t tgid)
+{
+	return ((uint32_t)tgid * 2654435761u) & (NBUCKETS - 1);
+}
+
+struct pw_ptable *ptable_new(size_t max_entries)
+{
+	struct pw_ptable *t = calloc(1, sizeof *t);
+	if (t)
+		t->max_entries = max_entries ? max_entries : PW_PTABLE_MAX;
+	return t;
+}
+
+/* ---- images ------------------------------------------------------------ */
+
+void image_ref(struct pw_image *img)
+{
+	if (img)
+		img->refs++;
+}
+
+void image_unref(struct pw_image *img)
+{
+	if (!img || --img->refs > 0)
+		return;
+	*img->acct -= img->bytes;
+	free(img->exe);
+	free(img->cgroup);
+	free(img);
+}
+
+/* Capture the exec context of tgid from /proc. NULL when it is gone. */
+static struct pw_image *image_capture(struct pw_ptable *t, pid_t tgid, const struct pw_proc_stat *st)
+{
+	char exe[4096], argv[PW_ARGV_CAP], cgroup[1024];
+	int exe_len = proc_read_exe(tgid, exe, sizeof exe);
+	bool trunc = false;
+	ssize_t argv_len = proc_read_file(tgid, "cmdline", argv, sizeof argv, &trunc);
+	if (exe_len < 0 && argv_len < 0)
+		return NULL;
+	if (argv_len < 0)
+		argv_len = 0;
+	if (argv_len > 0 && argv[argv_len - 1] != 0) { /* cut inside an argument */
+		if ((size_t)argv_len == sizeof argv)
+			argv_len--;
+		argv[argv_len++] = 0;
+		trunc = true;
+	}
+	if (t->st.image_bytes > PW_IMAGE_BYTES_MAX && argv_len > 256) {
+		argv_len = 256;
+		argv[argv_len - 1] = 0;
+		trunc = true;
+		t->st.image_trimmed++;
+	}
+	int cg_len = proc_read_cgroup(tgid, cgroup, sizeof cgroup);
+	struct pw_image *img = calloc(1, sizeof *img + (size_t)argv_len);
+	if (!img)
+		return NULL;
+	img->refs = 1;
+	memcpy(img->argv, argv, (size_t)argv_len);
+	img->argv_len = (uint32_t)argv_len;
+	img->argv_truncated = trunc;
+	img->exe = exe_len >= 0 ? strndup(exe, (size_t)exe_len) : NULL;
+	img->cgroup = cg_len >= 0 ? strndup(cgroup, (size_t)cg_len) : NULL;
+	if (st)
+		proc_tty_name(st->tty_nr, img->tty, sizeof img->tty);
+	img->bytes = sizeof *img + (size_t)argv_len + (exe_len > 0 ? (size_t)exe_len : 0) +
+		     (cg_len > 0 ? (size_t)cg_len : 0);
+	img->acct = &t->st.image_bytes;
+	*img->acct += img->bytes;
+	return img;
+}
+
+/* ---- entries ----------------------------------------------------------- */
+
+const struct pw_proc *ptable_get(struct pw_ptable *t, pid_t tgid)
+{
+	for (struct pw_proc *p = t->bucket[slot(tgid)]; p; p = p->next)
+		if (p->tgid == tgid)
+			return p;
+	return NULL;
+}
+
+static struct pw_proc *find(struct pw_ptable *t, pid_t tgid)
+{
+	return (struct pw_proc *)ptable_get(t, tgid);
+}
+
+static void entry_free(struct pw_proc *p)
+{
+	image_unref(p->img);
+	free(p);
+}
+
+static void drop(struct pw_ptable *t, pid_t tgid)
+{
+	struct pw_proc **pp = &t->bucket[slot(tgid)];
+	for (; *pp; pp = &(*pp)->next)
+		if ((*pp)->tgid == tgid) {
+			struct pw_proc *p = *pp;
+			*pp = p->next;
+			entry_free(p);
+			t->st.entries--;
+			return;
+		}
+}
+
+/* The entry for tgid, created empty when missing (NULL at the cap). A new
+ * entry replaces a stale one with the same tgid (pid reuse). */
+static struct pw_proc *fresh(struct pw_ptable *t, pid_t tgid)
+{
+	drop(t, tgid);
+	if (t->st.entries >= t->max_entries) {
+		t->st.full++;
+		return NULL;
+	}
+	struct pw_proc *p = calloc(1, sizeof *p);
+	if (!p) {
+		t->st.full++;
+		return NULL;
+	}
+	p->tgid = tgid;
+	size_t s = slot(tgid);
+	p->next = t->bucket[s];
+	t->bucket[s] = p;
+	t->st.entries++;
+	return p;
+}
+
+/* Read everything an exec changes: stat, ids, image. */
+static void capture(struct pw_ptable *t, struct pw_proc *p)
+{
+	struct pw_proc_stat st;
+	struct pw_proc_status ids;
+	t->st.captures++;
+	bool have_stat = proc_read_stat(p->tgid, &st) == 0;
+	struct pw_image *img = image_capture(t, p->tgid, have_stat ? &st : NULL);
+	image_unref(p->img);
+	p->img = img; /* NULL rather than the pre-exec program: never lie */
+	if (!img)
+		t->st.capture_failed++;
+	if (have_stat) {
+		p->ppid = st.ppid;
+		p->pgid = st.pgid;
+		p->sid = st.sid;
+		p->start_time = st.start_time;
+		memcpy(p->comm, st.comm, sizeof p->comm);
+	}
+	if (proc_read_status(p->tgid, &ids) == 0) {
+		p->ruid = ids.ruid;
+		p->euid = ids.euid;
+		p->rgid = ids.rgid;
+		p->egid = ids.egid;
+		p->creds_known = true;
+		if (!have_stat)
+			p->ppid = ids.ppid;
+	}
+}
+
+void ptable_ctx_of(const struct pw_proc *p, struct pw_ctx *ctx)
+{
+	memset(ctx, 0, sizeof *ctx);
+	if (!p)
+		return;
+	ctx->known = true;
+	ctx->tgid = p->tgid;
+	ctx->ppid = p->ppid;
+	ctx->pgid = p->pgid;
+	ctx->sid = p->sid;
+	ctx->start_time = p->start_time;
+	ctx->ruid = p->ruid;
+	ctx->euid = p->euid;
+	ctx->rgid = p->rgid;
+	ctx->egid = p->egid;
+	ctx->creds_known = p->creds_known;
+	ctx->tracer = p->tracer;
+	memcpy(ctx->comm, p->comm, sizeof ctx->comm);
+	ctx->img = p->img;
+	image_ref(ctx->img);
+}
+
+void ptable_ctx_release(struct pw_ctx *ctx)
+{
+	image_unref(ctx->img);
+	ctx->img = NULL;
+}
+
+void ptable_apply(struct pw_ptable *t, const struct pw_event *ev, struct pw_ctx *ctx)
+{
+	struct pw_proc *p = NULL;
+	uint32_t prev_real = 0, prev_eff = 0;
+	bool has_prev = false;
+	switch (ev->type) {
+	case PW_EV_FORK: {
+		if (ev->u.fork.child_pid != ev->u.fork.child_tgid) { /* a thread */
+			p = find(t, ev->tgid);
+			break;
+		}
+		struct pw_proc *parent = find(t, ev->u.fork.parent_tgid);
+		p = fresh(t, ev->u.fork.child_tgid);
+		if (!p)
+			break;
+		p->ppid = ev->u.fork.parent_tgid;
+		if (parent) { /* the child runs its parent's program until it execs */
+			p->img = parent->img;
+			image_ref(p->img);
+			p->ruid = parent->ruid;
+			p->euid = parent->euid;
+			p->rgid = parent->rgid;
+			p->egid = parent->egid;
+			p->creds_known = parent->creds_known;
+			p->pgid = parent->pgid;
+			p->sid = parent->sid;
+			memcpy(p->comm, parent->comm, sizeof p->comm);
+		}
+		break;
+	}
+	case PW_EV_EXEC:
+		p = find(t, ev->tgid);
+		if (!p)
+			p = fresh(t, ev->tgid);
+		if (p) {
+			p->tracer = 0; /* re-read below only if the rules ask */
+			capture(t, p);
+		}
+		break;
+	case PW_EV_EXIT:
+		p = find(t, ev->tgid);
+		if (p && ev->pid == ev->tgid)
+			p->exited = true;
+		break;
+	case PW_EV_COMM:
+		p = find(t, ev->tgid);
+		if (p && ev->pid == ev->tgid)
+			memcpy(p->comm, ev->u.comm.comm, sizeof p->comm);
+		break;
+	case PW_EV_UID:
+	case PW_EV_GID:
+		p = find(t, ev->tgid);
+		if (p) {
+			bool uid = ev->type == PW_EV_UID;
+			has_prev = p->creds_known;
+			prev_real = uid ? p->ruid : p->rgid;
+			prev_eff = uid ? p->euid : p->egid;
+			if (uid) {
+				p->ruid = ev->u.id.real;
+				p->euid = ev->u.id.effective;
+			} else {
+				p->rgid = ev->u.id.real;
+				p->egid = ev->u.id.effective;
+			}
+		}
+		break;
+	case PW_EV_PTRACE:
+		p = find(t, ev->tgid);
+		if (p)
+			p->tracer = ev->u.ptrace.tracer_tgid;
+		break;
+	case PW_EV_SID:
+		p = find(t, ev->tgid);
+		if (p) {
+			p->sid = ev->tgid;
+			p->pgid = ev->tgid;
+		}
+		break;
+	default:
+		p = find(t, ev->tgid);
+		break;
+	}
+	if (ctx) {
+		ptable_ctx_of(p, ctx);
+		ctx->tgid = ev->tgid;
+		ctx->has_prev = has_prev;
+		ctx->prev_real = prev_real;
+		ctx->prev_effective = prev_eff;
+	}
+}
+
+void ptable_retire(struct pw_ptable *t, const struct pw_event *ev)
+{
+	if (ev->type != PW_EV_EXIT || ev->pid != ev->tgid)
+		return;
+	struct pw_proc *p = find(t, ev->tgid);
+	if (p && p->exited)
+		drop(t, ev->tgid);
+}
+
+int ptable_ensure_start_time(struct pw_ptable *t, pid_t tgid, uint64_t *start_time)
+{
+	struct pw_proc *p = find(t, tgid);
+	if (p && p->start_time) {
+		*start_time = p->start_time;
+		return 0;
+	}
+	uint64_t st;
+	int r = proc_read_start_time(tgid, &st);
+	if (r < 0)
+		return r;
+	if (p && !p->exited)
+		p->start_time = st;
+	*start_time = st;
+	return 0;
+}
+
+/* ---- scan -------------------------------------------------------------- */
+
+static int cmp_pid(const void *a, const void *b)
+{
+	pid_t x = *(const pid_t *)a, y = *(const pid_t *)b;
+	return (x > y) - (x < y);
+}
+
+int ptable_scan(struct pw_ptable *t, pw_scan_fn each, void *arg)
+{
+	DIR *d = opendir("/proc");
+	if (!d)
+		return -errno;
+	t->st.scans++;
+	/* Entries not seen alive are swept afterwards. */
+	pid_t *seen = NULL;
+	size_t nseen = 0, cap = 0;
+	bool complete = true;
+	int count = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		char *end;
+		long pid = strtol(de->d_name, &end, 10);
+		if (*end || pid <= 0)
+			continue;
+		struct pw_proc_stat st;
+		if (proc_read_stat((pid_t)pid, &st) < 0)
+			continue; /* gone meanwhile */
+		struct pw_proc *p = find(t, (pid_t)pid);
+		bool is_new = !p || (p->start_time && p->start_time != st.start_time);
+		if (is_new || !p->img) {
+			p = fresh(t, (pid_t)pid);
+			if (!p)
+				continue;
+			capture(t, p);
+		}
+		if (nseen == cap) {
+			size_t ncap = cap ? cap * 2 : 1024;
+			pid_t *n = realloc(seen, ncap * sizeof *n);
+			if (!n) {
+				complete = false;
+				break;
+			}
+			seen = n;
+			cap = ncap;
+		}
+		seen[nseen++] = (pid_t)pid;
+		count++;
+		if (each)
+			each(arg, p, is_new);
+	}
+	closedir(d);
+	/* Sweep: drop entries whose process was not found. */
+	if (seen && complete) {
+		qsort(seen, nseen, sizeof *seen, cmp_pid);
+		for (size_t b = 0; b < NBUCKETS; b++) {
+			struct pw_proc **pp = &t->bucket[b];
+			while (*pp) {
+				if (!bsearch(&(*pp)->tgid, seen, nseen, sizeof *seen, cmp_pid)) {
+					struct pw_proc *dead = *pp;
+					*pp = dead->next;
+					entry_free(dead);
+					t->st.entries--;
+				} else {
+					pp = &(*pp)->next;
+				}
+			}
+		}
+	}
+	free(seen);
+	return count;
+}
+
+const struct pw_ptable_stats *ptable_stats(const struct pw_ptable *t)
+{
+	return &t->st;
+}
+
+void ptable_free(struct pw_ptable *t)
+{
+	if (!t)
+		return;
+	for (size_t b = 0; b < NBUCKETS; b++)
+		for (struct pw_proc *p = t->bucket[b], *next; p; p = next) {
+			next = p->next;
+			entry_free(p);
+		}
+	free(t);
+}

@@ -1,0 +1,98 @@
+/* ptable.h: the process table (keyed by tgid, identity = tgid + start time)
+ * fed by fork/exec/exit/comm/uid/gid/ptrace events and a /proc scan, and
+ * the per-event snapshot of a process's context (struct pw_ctx). */
+#ifndef PW_PTABLE_H
+#define PW_PTABLE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "event.h"
+
+#define PW_PTABLE_MAX 65536           /* processes tracked at most */
+#define PW_IMAGE_BYTES_MAX (64u << 20) /* exe+argv+cgroup bytes kept at most */
+
+/* What a process runs, captured at its exec (or by the scan): immutable and
+ * shared (a forked child runs its parent's image until it execs). */
+struct pw_image {
+	unsigned refs;
+	bool argv_truncated;
+	uint32_t argv_len; /* bytes of argv: arguments, each NUL-terminated */
+	size_t bytes;      /* accounted size */
+	uint64_t *acct;    /* the owning table's byte counter */
+	char *exe;         /* NULL when unknown */
+	char *cgroup;      /* NULL when unknown */
+	char tty[24];      /* "" when none */
+	char argv[];
+};
+
+struct pw_proc {
+	pid_t tgid, ppid, pgid, sid;
+	uint64_t start_time; /* clock ticks since boot; 0 = not known yet */
+	uint32_t ruid, euid, rgid, egid;
+	bool creds_known;
+	bool exited;
+	pid_t tracer; /* tgid of the tracer, 0 = none */
+	char comm[PW_COMM_LEN + 1];
+	struct pw_image *img;
+	struct pw_proc *next; /* hash chain */
+};
+
+/* A process as it was at one event. */
+struct pw_ctx {
+	bool known; /* the table had (or captured) the process */
+	pid_t tgid, ppid, pgid, sid;
+	uint64_t start_time;
+	uint32_t ruid, euid, rgid, egid;
+	bool creds_known;
+	bool has_prev; /* uid/gid events: the ids before the change */
+	uint32_t prev_real, prev_effective;
+	pid_t tracer;
+	char comm[PW_COMM_LEN + 1];
+	struct pw_image *img; /* a reference: release with ptable_ctx_release */
+};
+
+struct pw_ptable_stats {
+	uint64_t entries;         /* processes tracked now */
+	uint64_t full;            /* new processes not tracked: table at its cap */
+	uint64_t captures;        /* exec contexts captured from /proc */
+	uint64_t capture_failed;  /* of which the process was gone already */
+	uint64_t image_trimmed;   /* argv cut to stay under the byte cap */
+	uint64_t scans;           /* full /proc scans (start-up, resync after overflow) */
+	uint64_t image_bytes;
+};
+
+struct pw_ptable;
+
+struct pw_ptable *ptable_new(size_t max_entries);
+void ptable_free(struct pw_ptable *t);
+
+/* Apply one event to the table, in arrival order (exec contexts are read
+ * from /proc here, at once). When ctx is not NULL it receives the process
+ * as it is right after the event. Exited processes stay until retire. */
+void ptable_apply(struct pw_ptable *t, const struct pw_event *ev, struct pw_ctx *ctx);
+/* After the event was dispatched: drop a process that exited. */
+void ptable_retire(struct pw_ptable *t, const struct pw_event *ev);
+
+/* Scan /proc: add what is missing, refresh what changed identity, drop
+ * what is gone. each (may be NULL) is called for every live process found,
+ * with is_new when the table did not know it (start-up and resync: synthetic
+ * exec events). Returns processes seen or -errno. */
+typedef void (*pw_scan_fn)(void *arg, const struct pw_proc *p, bool is_new);
+int ptable_scan(struct pw_ptable *t, pw_scan_fn each, void *arg);
+
+const struct pw_proc *ptable_get(struct pw_ptable *t, pid_t tgid);
+/* Snapshot of p (p may be NULL: ctx->known = false). */
+void ptable_ctx_of(const struct pw_proc *p, struct pw_ctx *ctx);
+void ptable_ctx_release(struct pw_ctx *ctx);
+/* Fill in p's start time from /proc if not known yet (0 or -errno). */
+int ptable_ensure_start_time(struct pw_ptable *t, pid_t tgid, uint64_t *start_time);
+
+void image_ref(struct pw_image *img);
+void image_unref(struct pw_image *img);
+
+const struct pw_ptable_stats *ptable_stats(const struct pw_ptable *t);
+
+#endif
