@@ -38,17 +38,20 @@ void ctx_push(lua_State *L, const struct pw_ctx *ctx)
 	image_ref(c->img);
 }
 
+/* Raw sets: event tables refuse ordinary assignment. Stack: t at -1. */
 static void set_int(lua_State *L, const char *k, lua_Integer v)
 {
+	lua_pushstring(L, k);
 	lua_pushinteger(L, v);
-	lua_setfield(L, -2, k);
+	lua_rawset(L, -3);
 }
 
 static void set_str(lua_State *L, const char *k, const char *v)
 {
 	if (v && *v) {
+		lua_pushstring(L, k);
 		lua_pushstring(L, v);
-		lua_setfield(L, -2, k);
+		lua_rawset(L, -3);
 	}
 }
 
@@ -79,10 +82,12 @@ int ctx_fill(lua_State *L)
 		set_str(L, "cgroup", img->cgroup);
 		set_str(L, "tty", img->tty);
 		if (img->argv_len) {
+			lua_pushliteral(L, "argv");
 			push_argv(L, img);
-			lua_setfield(L, -2, "argv");
+			lua_rawset(L, -3);
+			lua_pushliteral(L, "argv_truncated");
 			lua_pushboolean(L, img->argv_truncated);
-			lua_setfield(L, -2, "argv_truncated");
+			lua_rawset(L, -3);
 		}
 	}
 	if (c->ppid)

@@ -175,15 +175,19 @@ static int host_want(lua_State *L)
 	return 0;
 }
 
-/* host.emit(level, text, kind, event?) */
+/* host.emit(level, text, kind, event?, tags?, results?) */
 static int host_emit(lua_State *L)
 {
 	struct pw_engine *e = host_engine(L);
 	const char *level = luaL_checkstring(L, 1);
 	const char *text = luaL_checkstring(L, 2);
 	const char *kind = luaL_optstring(L, 3, "log");
-	sink_emit(e->cfg.sink, L, level, e->current ? e->current : "procwarden", kind, text,
-		  lua_istable(L, 4) ? 4 : 0);
+	struct pw_emit_extra extra = {
+		.event = lua_istable(L, 4) ? 4 : 0,
+		.tags = lua_istable(L, 5) ? 5 : 0,
+		.results = lua_istable(L, 6) && lua_rawlen(L, 6) > 0 ? 6 : 0,
+	};
+	sink_emit(e->cfg.sink, L, level, e->current ? e->current : "procwarden", kind, text, &extra);
 	return 0;
 }
 
@@ -408,6 +412,16 @@ struct pw_engine *engine_new(const struct pw_engine_config *cfg, char *err, size
 	return e;
 }
 
+/* runtime.state.loading = on; rt is the stack index of the runtime table. */
+static void set_loading(lua_State *L, int rt, bool on)
+{
+	rt = lua_absindex(L, rt);
+	lua_getfield(L, rt, "state");
+	lua_pushboolean(L, on);
+	lua_setfield(L, -2, "loading");
+	lua_pop(L, 1);
+}
+
 /* Compile one rule source with runtime[method](arg, chunkname?) and run its
  * top level through the safe call. Stack: balanced. */
 static int load_one(struct pw_engine *e, const char *method, const char *arg,
@@ -424,7 +438,10 @@ static int load_one(struct pw_engine *e, const char *method, const char *arg,
 		return -1;
 	}
 	lua_pop(L, 1); /* rt, chunk */
-	if (engine_call(e, 0, label) != LUA_OK) { /* rt, msg */
+	set_loading(L, -2, true);
+	int r = engine_call(e, 0, label);
+	set_loading(L, r == LUA_OK ? -1 : -2, false);
+	if (r != LUA_OK) { /* rt, msg */
 		const char *msg = lua_tostring(L, -1);
 		size_t first = msg ? strcspn(msg, "\n") : 0; /* file:line: message; no traceback */
 		snprintf(err, errlen, "%.*s", (int)first, msg ? msg : "?");
@@ -475,6 +492,46 @@ uint32_t engine_mask(const struct pw_engine *e)
 	return m;
 }
 
+static lua_Integer entry_int(lua_State *L, int entry, const char *k)
+{
+	lua_getfield(L, entry, k);
+	lua_Integer v = lua_tointeger(L, -1);
+	lua_pop(L, 1);
+	return v;
+}
+
+static void entry_set_int(lua_State *L, int entry, const char *k, lua_Integer v)
+{
+	lua_pushinteger(L, v);
+	lua_setfield(L, entry, k);
+}
+
+/* A handler failed: count it; suspend it after PW_SUSPEND_AFTER failures in
+ * a row. These are plain tables of the runtime: no allocation beyond a
+ * field, which cannot raise here (the keys exist after the first time). */
+static void entry_failed(struct pw_engine *e, int entry, const char *name)
+{
+	lua_State *L = e->L;
+	entry = lua_absindex(L, entry);
+	entry_set_int(L, entry, "failures", entry_int(L, entry, "failures") + 1);
+	lua_Integer row = entry_int(L, entry, "in_a_row") + 1;
+	entry_set_int(L, entry, "in_a_row", row);
+	if (row >= PW_SUSPEND_AFTER) {
+		lua_pushboolean(L, 1);
+		lua_setfield(L, entry, "suspended");
+		e->st.suspended++;
+		pw_log(PW_LOG_WARNING, "%s failed %d times in a row: suspended until the rules are reloaded",
+		       name ? name : "?", PW_SUSPEND_AFTER);
+	}
+}
+
+static void entry_succeeded(lua_State *L, int entry)
+{
+	entry = lua_absindex(L, entry);
+	if (entry_int(L, entry, "in_a_row") != 0)
+		entry_set_int(L, entry, "in_a_row", 0);
+}
+
 /* Runs protected: builds the event table. Stack in: engine, event, ctx|nil;
  * out: table. */
 static int push_event_protected(lua_State *L)
@@ -519,25 +576,45 @@ void engine_dispatch(struct pw_engine *e, const struct pw_event *ev, const struc
 	e->st.dispatched[ev->type]++;
 	for (lua_Integer i = 1; i <= n; i++) {
 		lua_rawgeti(L, -2, i);                               /* ..., ev, entry */
+		if (lua_getfield(L, -1, "suspended") != LUA_TNIL) {  /* ..., ev, entry, susp */
+			lua_pop(L, 2);
+			continue;
+		}
+		lua_pop(L, 1);
 		lua_getfield(L, -1, "name");                         /* ..., ev, entry, name */
 		lua_getfield(L, -2, "fn");                           /* ..., ev, entry, name, fn */
 		lua_pushvalue(L, -4);                                /* ..., ev, entry, name, fn, ev */
 		const char *name = lua_tostring(L, -3);
-		if (engine_call(e, 1, name) != LUA_OK)               /* ..., ev, entry, name[, err] */
-			report_error(e, "handler", name);
+		if (engine_call(e, 1, name) != LUA_OK) {             /* ..., ev, entry, name, err */
+			report_error(e, "handler", name);            /* ..., ev, entry, name */
+			entry_failed(e, -2, name);
+		} else {
+			entry_succeeded(L, -2);
+		}
 		lua_pop(L, 2);                                       /* ..., ev */
 	}
 	lua_settop(L, top);
 }
 
-void engine_print_summary(struct pw_engine *e, FILE *out)
+/* Print what runtime[fn]() returns. */
+static void print_runtime(struct pw_engine *e, const char *fn, FILE *out)
 {
 	lua_State *L = e->L;
 	lua_rawgeti(L, LUA_REGISTRYINDEX, e->runtime_ref);
-	lua_getfield(L, -1, "summary");
-	if (lua_pcall(L, 0, 1, 0) == LUA_OK)
+	lua_getfield(L, -1, fn);
+	if (lua_pcall(L, 0, 1, 0) == LUA_OK && lua_isstring(L, -1) && lua_rawlen(L, -1) > 0)
 		fprintf(out, "%s\n", lua_tostring(L, -1));
 	lua_pop(L, 2);
+}
+
+void engine_print_summary(struct pw_engine *e, FILE *out)
+{
+	print_runtime(e, "summary", out);
+}
+
+void engine_print_rule_stats(struct pw_engine *e, FILE *out)
+{
+	print_runtime(e, "rule_stats", out);
 }
 
 const struct pw_engine_stats *engine_stats(const struct pw_engine *e)

@@ -18,6 +18,7 @@ struct lua_State;
 #define PW_INSN_BUDGET 10000000L       /* VM instructions per call into user code */
 #define PW_TIME_BUDGET_MS 250          /* wall-clock per call into user code */
 #define PW_MEM_CAP (128u << 20)        /* bytes for the whole Lua state */
+#define PW_SUSPEND_AFTER 5             /* failures in a row that suspend a handler */
 
 struct pw_engine_stats {
 	uint64_t dispatched[PW_EV__COUNT]; /* events that became Lua tables */
@@ -25,6 +26,7 @@ struct pw_engine_stats {
 	uint64_t errors;                   /* of which raised an error */
 	uint64_t budget_exceeded;          /* of which hit the instruction or time budget */
 	uint64_t mem_refused;              /* allocations refused by the memory cap */
+	uint64_t suspended;                /* handlers suspended after repeated failures */
 };
 
 struct pw_engine_config {
@@ -51,6 +53,8 @@ bool engine_wants(const struct pw_engine *e, enum pw_event_type t);
 /* Kernel subscription bits for the types handlers want. */
 uint32_t engine_mask(const struct pw_engine *e);
 void engine_print_summary(struct pw_engine *e, FILE *out);
+/* Per-rule and per-handler firings and failures (--stats). */
+void engine_print_rule_stats(struct pw_engine *e, FILE *out);
 const struct pw_engine_stats *engine_stats(const struct pw_engine *e);
 void engine_free(struct pw_engine *e);
 

@@ -112,6 +112,7 @@ static int collect_counters(const struct daemon *d, struct counter *c, int cap)
 		C("handler_errors", es->errors);
 		C("budget_exceeded", es->budget_exceeded);
 		C("lua_alloc_refused", es->mem_refused);
+		C("handlers_suspended", es->suspended);
 	}
 	if (d->ptable) {
 		const struct pw_ptable_stats *ps = ptable_stats(d->ptable);
@@ -139,6 +140,10 @@ static void print_stats(const struct daemon *d)
 	fprintf(stderr, "procwarden stats:\n");
 	for (int i = 0; i < n; i++)
 		fprintf(stderr, "  %-22s %llu\n", c[i].name, (unsigned long long)c[i].value);
+	if (d->engine) {
+		fprintf(stderr, "procwarden rules:\n");
+		engine_print_rule_stats(d->engine, stderr);
+	}
 }
 
 /* stats() in Lua: the same counters as a table. Stack: [-0, +1] */

@@ -212,8 +212,34 @@ static json_t *json_event(lua_State *L, int idx)
 	return o;
 }
 
+/* [{name, ok, error}] from the Lua list at idx. */
+static json_t *json_results(lua_State *L, int idx)
+{
+	json_t *a = json_array();
+	lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+	for (lua_Integer i = 1; a && i <= n; i++) {
+		if (lua_rawgeti(L, idx, i) == LUA_TTABLE) {
+			json_t *o = json_object();
+			lua_getfield(L, -1, "name");
+			if (o && lua_type(L, -1) == LUA_TSTRING)
+				json_object_set_new(o, "name", json_string(lua_tostring(L, -1)));
+			lua_getfield(L, -2, "ok");
+			if (o)
+				json_object_set_new(o, "ok", json_boolean(lua_toboolean(L, -1)));
+			lua_getfield(L, -3, "error");
+			if (o && lua_type(L, -1) == LUA_TSTRING)
+				json_object_set_new(o, "error", json_string(lua_tostring(L, -1)));
+			lua_pop(L, 3);
+			if (o)
+				json_array_append_new(a, o);
+		}
+		lua_pop(L, 1);
+	}
+	return a;
+}
+
 void sink_emit(struct pw_sink *s, lua_State *L, const char *level, const char *rule,
-	       const char *kind, const char *text, int ev_index)
+	       const char *kind, const char *text, const struct pw_emit_extra *extra)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
@@ -240,8 +266,12 @@ void sink_emit(struct pw_sink *s, lua_State *L, const char *level, const char *r
 	json_object_set_new(o, "rule", json_string(rule));
 	json_object_set_new(o, "priority", json_string(level));
 	json_object_set_new(o, "msg", json_string(text));
-	if (ev_index)
-		json_object_set_new(o, "event", json_event(L, ev_index));
+	if (extra && extra->tags)
+		json_object_set_new(o, "tags", json_of(L, extra->tags));
+	if (extra && extra->event)
+		json_object_set_new(o, "event", json_event(L, extra->event));
+	if (extra && extra->results && lua_checkstack(L, 8))
+		json_object_set_new(o, "actions", json_results(L, extra->results));
 	char *line = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	if (!line)

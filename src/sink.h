@@ -24,10 +24,16 @@ struct pw_sink *sink_new(enum pw_format fmt);
 int sink_add(struct pw_sink *s, const char *target);
 /* Reopen file targets (SIGHUP, logrotate). */
 void sink_reopen(struct pw_sink *s);
-/* One log/alert line. ev_index: stack index of the event table, or 0.
- * Does not raise. */
+/* Stack indexes of the optional Lua values of a line (0 = absent). */
+struct pw_emit_extra {
+	int event;   /* the event table */
+	int tags;    /* list of strings */
+	int results; /* list of { name, ok, error } (actions taken) */
+};
+
+/* One log/alert/action line. Does not raise. */
 void sink_emit(struct pw_sink *s, struct lua_State *L, const char *level, const char *rule,
-	       const char *kind, const char *text, int ev_index);
+	       const char *kind, const char *text, const struct pw_emit_extra *extra);
 void sink_flush(struct pw_sink *s);
 const struct pw_sink_stats *sink_stats(const struct pw_sink *s);
 void sink_free(struct pw_sink *s);

@@ -26,7 +26,7 @@ local layouts = {
 function M.id(cgroup)
   if type(cgroup) ~= "string" then return nil end
   for _, pattern in ipairs(layouts) do
-    local id = cgroup:match(pattern)
+    local id = string.match(cgroup, pattern)
     if id then return id end
   end
   return nil

@@ -74,7 +74,8 @@ end
 fields.comm = function(e) return live(e, core.proc_comm) end
 fields.cgroup = function(e)
   local text = live(e, core.proc_read, "cgroup")
-  return text and (text:match("^0::([^\n]*)") or text:match("\n0::([^\n]*)") or text:match("^[^:]*:[^:]*:([^\n]*)"))
+  local m = string.match
+  return text and (m(text, "^0::([^\n]*)") or m(text, "\n0::([^\n]*)") or m(text, "^[^:]*:[^:]*:([^\n]*)"))
 end
 fields.tty = stat_field("tty")
 fields.start_time = function(e) return core.proc_start_time(e.tgid) end
@@ -125,7 +126,7 @@ fields.env = function(e)
   local text = live(e, core.proc_read, "environ")
   if not text then return nil end
   local env = {}
-  for k, v in text:gmatch("([^%z=]+)=([^%z]*)") do env[k] = v end
+  for k, v in string.gmatch(text, "([^%z=]+)=([^%z]*)") do env[k] = v end
   return env
 end
 
@@ -210,7 +211,7 @@ local function lazy_index(e, name)
   local read = fields[name]
   if read == nil then
     if is_kernel[name] then return nil end -- a kernel field this event type lacks
-    if type(name) == "string" and name:sub(1, 1) == "_" then return nil end
+    if type(name) == "string" and string.byte(name, 1) == 95 then return nil end -- "_private"
     error(("unknown event field '%s'"):format(tostring(name)), 2)
   end
   fill(e)
@@ -236,7 +237,12 @@ local function lazy_index(e, name)
   return value
 end
 
-M.metatable = { __index = lazy_index, __name = "procwarden.event" }
+M.metatable = {
+  __index = lazy_index,
+  __newindex = function(_, k) error(("event tables are read-only (field '%s')"):format(tostring(k)), 2) end,
+  __name = "procwarden.event",
+  __metatable = "procwarden.event",
+}
 
 -- The kernel's fields (present in the table from the start).
 M.kernel_fields = {
@@ -268,7 +274,7 @@ end
 
 -- A recorded event (replay): fields it lacks are nil, never read live.
 function M.recorded(t)
-  t._replay = true
+  rawset(t, "_replay", true)
   return setmetatable(t, M.metatable)
 end
 

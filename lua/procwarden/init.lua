@@ -1,29 +1,38 @@
 -- procwarden: the Lua half of the runtime. Builds the API that rule files
--- see (on, log, alert, every, after, proc, stats), the environment they run
--- in, and the handler lists that the C engine dispatches events to.
--- The C side is `procwarden.host` (engine.c); specs preload a fake one.
+-- see (rule, on, log, alert, every, after, proc, stats and the matcher
+-- helpers), the sandboxed environment they run in, and the handler lists
+-- that the C engine dispatches events to. The C side is
+-- `procwarden.host` (engine.c); procwarden.testing provides a fake one.
 local core = require "procwarden.core"
 local host = require "procwarden.host"
 local event = require "procwarden.event"
 local template = require "procwarden.template"
 local suggest = require "procwarden.suggest"
+local match = require "procwarden.match"
+local rules = require "procwarden.rules"
+local sandbox = require "procwarden.sandbox"
 
 local M = {}
 
--- handlers[type] = { { fn = f, name = "file.lua:12", type = "exec" }, ... }
--- Read by engine.c at dispatch; an empty list means events of that type
--- never become Lua tables.
+-- handlers[type] = { entry, ... }, entry = { fn = f, name = "...", rule = r? }
+-- Read by engine.c at dispatch: an empty list means events of that type
+-- never become Lua tables. engine.c counts failures on the entry and
+-- suspends it (entry.suspended) after too many in a row.
 M.handlers = {}
 M.types = {}
+M.type_set = {}
 for _, t in ipairs(core.event_types) do
   if t ~= "ack" then
     M.handlers[t] = {}
     M.types[#M.types + 1] = t
+    M.type_set[t] = true
   end
 end
 M.timers = {}
-
-M.levels = { debug = 1, info = 2, notice = 3, warning = 4, error = 5, critical = 6 }
+M.rules = {}       -- compiled rules, in load order
+M.rule_names = {}  -- name -> "file:line" where it was defined
+M.state = { loading = false, dry_run = false }
+M.levels = rules.PRIORITIES
 
 -- "file:line" of the user code `level` frames up.
 local function where(level)
@@ -39,14 +48,34 @@ local function check_type(t, level)
   end
 end
 
+local function add_handler(t, entry)
+  local list = M.handlers[t]
+  list[#list + 1] = entry
+  host.want(t)
+end
+
 local api = {}
 
 function api.on(t, fn)
   check_type(t, 2)
   if type(fn) ~= "function" then error("on: the handler must be a function", 2) end
-  local list = M.handlers[t]
-  list[#list + 1] = { fn = fn, name = where(2), type = t }
-  host.want(t)
+  add_handler(t, { fn = fn, name = where(2), type = t })
+end
+
+-- Output: at load time inside an action list, log/alert build action
+-- values; called from a handler or timer they write at once.
+local function emit(level, msg, kind, e, r, results)
+  host.emit(level, template.expand(msg, e), kind, e, r and r.tags, results)
+  return true
+end
+
+local function results_suffix(results)
+  if results == nil or #results == 0 then return "" end
+  local parts = {}
+  for i, res in ipairs(results) do
+    parts[i] = res.ok and res.done or (res.done .. " failed: " .. tostring(res.error))
+  end
+  return " [" .. table.concat(parts, ", ") .. "]"
 end
 
 function api.log(level, msg, e)
@@ -54,14 +83,61 @@ function api.log(level, msg, e)
     error(("log: unknown level '%s'%s"):format(tostring(level), suggest.hint(level, M.levels)), 2)
   end
   if type(msg) ~= "string" then error("log: the message must be a string", 2) end
-  host.emit(level, template.expand(msg, e), "log", e)
-  return true
+  if M.state.loading and e == nil then
+    return rules.action("log", "output", function(ev, r, results)
+      return emit(level, msg .. results_suffix(results), "log", ev, r, results)
+    end)
+  end
+  return emit(level, msg, "log", e)
 end
 
 function api.alert(msg, e)
   if type(msg) ~= "string" then error("alert: the message must be a string", 2) end
-  host.emit("warning", template.expand(msg, e), "alert", e)
-  return true
+  if M.state.loading and e == nil then
+    return rules.action("alert", "output", function(ev, r, results)
+      return emit(r.priority, msg .. results_suffix(results), "alert", ev, r, results)
+    end)
+  end
+  return emit("warning", msg, "alert", e)
+end
+
+-- Run a compiled rule on an event: match, when, throttle, then the effect
+-- actions (kill, exec ...) before any output, then log/alert with their
+-- results appended.
+local function fire(r)
+  local effects, outputs = {}, {}
+  for _, a in ipairs(r.actions) do
+    if a.phase == "effect" then effects[#effects + 1] = a else outputs[#outputs + 1] = a end
+  end
+  return function(e)
+    if not r.enabled or not r.test(e) then return end
+    local pass, summary = rules.throttle_pass(r, e, host.now())
+    if summary then emit(r.priority, summary, "throttle", nil, r) end
+    if not pass then return end
+    r.fired = r.fired + 1
+    local results = {}
+    for i = 1, #effects do
+      local ok, err, done = effects[i].run(e, r)
+      results[#results + 1] = { name = effects[i].kind, ok = ok == true, error = err, done = done or effects[i].kind }
+    end
+    for i = 1, #outputs do outputs[i].run(e, r, results) end
+  end
+end
+
+function api.rule(spec)
+  local r = rules.compile(spec, M.type_set, 2)
+  r.where = where(2)
+  if M.rule_names[r.name] then
+    error(("rule %s: duplicate name (first defined at %s)"):format(r.name, M.rule_names[r.name]), 2)
+  end
+  M.rule_names[r.name] = r.where
+  r.fired = 0
+  M.rules[#M.rules + 1] = r
+  local fn = fire(r)
+  for _, t in ipairs(r.types) do
+    add_handler(t, { fn = fn, name = r.name, type = t, rule = r })
+  end
+  return r
 end
 
 local function timer(name, seconds, fn, again)
@@ -80,38 +156,34 @@ function api.after(seconds, fn) return timer("after", seconds, fn, false) end
 
 function api.proc(pid)
   if math.type(pid) ~= "integer" or pid <= 0 then error("proc: pid must be a positive integer", 2) end
-  return event.wrap { type = "proc", pid = pid, tgid = pid }
+  return event.process(pid)
 end
 
 function api.stats() return host.stats() end
 
-M.api = api
-
-local function copy(t)
-  local c = {}
-  for k, v in pairs(t) do c[k] = v end
-  return c
+function api.print(...)
+  local parts = table.pack(...)
+  for i = 1, parts.n do parts[i] = tostring(parts[i]) end
+  return emit("info", table.concat(parts, "\t", 1, parts.n), "log")
 end
 
--- A fresh environment for one rule file: an allow-list of safe Lua, own
--- copies of the standard tables, and the procwarden API as globals.
+for _, name in ipairs { "prefix", "suffix", "contains", "iglob", "oneof", "not_" } do
+  api[name] = match[name]
+end
+
+M.api = api
+
+-- The string metatable is shared by the whole state: lock it before any
+-- rule file runs.
+sandbox.lock_string_metatable()
+
 function M.new_env()
-  local env = {
-    assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs,
-    pcall = pcall, select = select, tonumber = tonumber, tostring = tostring,
-    type = type, xpcall = xpcall, rawequal = rawequal, rawlen = rawlen,
-    _VERSION = _VERSION,
-    string = copy(string), table = copy(table), math = copy(math), utf8 = copy(utf8),
-    os = { time = os.time, clock = os.clock, date = os.date },
-  }
-  env.procwarden = copy(api)
-  for k, v in pairs(api) do env[k] = v end
-  env._G = env
-  return env
+  return sandbox.new_env(api, M.state)
 end
 
 -- Compile a rule file (text only). Returns the chunk, or nil and
--- "file:line: message". The chunk is run by the engine's safe call.
+-- "file:line: message". The engine runs the chunk through its safe call
+-- with state.loading set.
 function M.compile_file(path)
   return loadfile(path, "t", M.new_env())
 end
@@ -120,18 +192,38 @@ function M.compile_string(src, chunkname)
   return load(src, chunkname, "t", M.new_env())
 end
 
+local function plural(n, word) return ("%d %s%s"):format(n, word, n == 1 and "" or "s") end
+
 -- Lines for --check.
 function M.summary()
-  local lines, total = {}, 0
+  local lines = {}
+  local nhandlers = 0
   for _, t in ipairs(M.types) do
-    local n = #M.handlers[t]
-    if n > 0 then
-      lines[#lines + 1] = ("  %-9s %d handler%s"):format(t, n, n == 1 and "" or "s")
-      total = total + n
+    local nrules, nraw = 0, 0
+    for _, entry in ipairs(M.handlers[t]) do
+      if entry.rule then nrules = nrules + 1 else nraw = nraw + 1 end
+    end
+    nhandlers = nhandlers + nraw
+    if nrules + nraw > 0 then
+      lines[#lines + 1] = ("  %-9s %s, %s"):format(t, plural(nrules, "rule"), plural(nraw, "handler"))
     end
   end
-  table.insert(lines, 1, ("%d handler%s, %d timer%s"):format(
-    total, total == 1 and "" or "s", #M.timers, #M.timers == 1 and "" or "s"))
+  table.insert(lines, 1, ("%s, %s, %s"):format(plural(#M.rules, "rule"), plural(nhandlers, "handler"),
+    plural(#M.timers, "timer")))
+  return table.concat(lines, "\n")
+end
+
+-- Per-rule lines for --stats.
+function M.rule_stats()
+  local lines = {}
+  for _, t in ipairs(M.types) do
+    for _, entry in ipairs(M.handlers[t]) do
+      lines[#lines + 1] = ("  %-30s %-9s fired %d, failures %d%s%s"):format(
+        entry.name, t, entry.rule and entry.rule.fired or 0, entry.failures or 0,
+        entry.rule and entry.rule.throttle and (", throttled " .. entry.rule.throttle.suppressed) or "",
+        entry.suspended and " (suspended)" or "")
+    end
+  end
   return table.concat(lines, "\n")
 end
 

@@ -15,7 +15,7 @@ end
 
 local function lookup(e, path)
   local value = e
-  for key in path:gmatch("[^.]+") do
+  for key in string.gmatch(path, "[^.]+") do
     if type(value) ~= "table" then return nil end
     value = value[math.tointeger(tonumber(key)) or key]
   end
@@ -24,7 +24,7 @@ end
 
 function M.expand(msg, e)
   if e == nil then return msg end
-  return (msg:gsub("{([%w_%.]+)}", function(path) return render(lookup(e, path)) end))
+  return (string.gsub(msg, "{([%w_%.]+)}", function(path) return render(lookup(e, path)) end))
 end
 
 return M

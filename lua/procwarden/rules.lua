@@ -1,0 +1,209 @@
+-- procwarden.rules: the rule{} DSL. A rule is data, checked and compiled
+-- once at load: its match entries become closures, its actions are action
+-- values, and it becomes one handler per event type it is `on`.
+local event = require "procwarden.event"
+local match = require "procwarden.match"
+local suggest = require "procwarden.suggest"
+
+local M = {}
+
+M.KEYS = { "name", "on", "match", "when", "action", "priority", "tags", "throttle", "enabled" }
+local KEY_SET = {}
+for _, k in ipairs(M.KEYS) do KEY_SET[k] = true end
+
+M.PRIORITIES = { debug = 1, info = 2, notice = 3, warning = 4, error = 5, critical = 6 }
+M.PROCESS_OBJECTS = { parent = true, tracer = true, ancestors = true }
+M.THROTTLE_KEYS = 4096 -- keys a throttle remembers at most
+
+local actions = setmetatable({}, { __mode = "k" }) -- the action values made here
+-- An action value: run(e, rule) -> true | nil, message. phase "effect"
+-- (kill, exec, deny: run first) or "output" (log, alert: run after, with
+-- the effects' results).
+function M.action(kind, phase, run, fields)
+  local a = fields or {}
+  a.kind, a.phase, a.run = kind, phase, run
+  actions[a] = true
+  return a
+end
+function M.is_action(v) return actions[v] == true end
+
+-- Raise a load error at the rule's call site (level counts from rule()).
+local function fail(level, fmt, ...)
+  error(fmt:format(...), level + 1)
+end
+
+local function check_field(name, key, level)
+  local first, rest = string.match(key, "^([^.]+)%.(.+)$")
+  local names = event.field_names()
+  if first then
+    if not M.PROCESS_OBJECTS[first] then
+      fail(level + 1, "rule %s: '%s' is not a process object (parent, tracer, ancestors)%s",
+        name, first, suggest.hint(first, M.PROCESS_OBJECTS))
+    end
+    if string.find(rest, ".", 1, true) or not event.is_field(rest) then
+      fail(level + 1, "rule %s: unknown field '%s' in '%s'%s", name, rest, key, suggest.hint(rest, names))
+    end
+    return
+  end
+  if not event.is_field(key) then
+    fail(level + 1, "rule %s: unknown event field '%s'%s", name, key, suggest.hint(key, names))
+  end
+end
+
+-- Compile a rule table. Returns the compiled rule:
+-- { name, types = {...}, test = function(e) -> bool, actions, ... }
+-- level: stack level of the user's rule{} call, for error positions.
+function M.compile(spec, known_types, level)
+  level = level + 1
+  if type(spec) ~= "table" then fail(level, "rule: expects a table, got %s", type(spec)) end
+  for k in pairs(spec) do
+    if type(k) ~= "string" or not KEY_SET[k] then
+      fail(level, "rule: unknown key '%s'%s", tostring(k), suggest.hint(k, M.KEYS))
+    end
+  end
+  local name = spec.name
+  if type(name) ~= "string" or name == "" then fail(level, "rule: 'name' must be a non-empty string") end
+  local r = { name = name }
+
+  local on = spec.on
+  if type(on) == "string" then on = { on } end
+  if type(on) ~= "table" or #on == 0 then
+    fail(level, "rule %s: 'on' must be an event type or a list of them", name)
+  end
+  r.types = {}
+  for _, t in ipairs(on) do
+    if type(t) ~= "string" or not known_types[t] then
+      fail(level, "rule %s: unknown event type '%s'%s", name, tostring(t), suggest.hint(t, known_types))
+    end
+    r.types[#r.types + 1] = t
+  end
+
+  local tests = {}
+  if spec.match ~= nil then
+    if type(spec.match) ~= "table" then fail(level, "rule %s: 'match' must be a table", name) end
+    local keys = {}
+    for k in pairs(spec.match) do
+      if type(k) ~= "string" then fail(level, "rule %s: match keys must be field names", name) end
+      keys[#keys + 1] = k
+    end
+    table.sort(keys) -- a stable order
+    for _, k in ipairs(keys) do
+      check_field(name, k, level)
+      local ok, m = pcall(match.entry, k, spec.match[k])
+      if not ok then
+        fail(level, "rule %s: match.%s: %s", name, k, (string.gsub(tostring(m), "^[^:]*:%d+: ", "")))
+      end
+      tests[#tests + 1] = m
+      r.fields = r.fields or {}
+      r.fields[#r.fields + 1] = k
+    end
+  end
+  if spec.when ~= nil and type(spec.when) ~= "function" then
+    fail(level, "rule %s: 'when' must be a function", name)
+  end
+  local when = spec.when
+  local n = #tests
+  r.test = function(e)
+    for i = 1, n do
+      if not tests[i](e) then return false end
+    end
+    return when == nil or when(e) == true
+  end
+
+  local action = spec.action
+  if action == nil then action = {} end
+  if M.is_action(action) then action = { action } end
+  if type(action) ~= "table" then fail(level, "rule %s: 'action' must be a list of actions", name) end
+  for i, a in ipairs(action) do
+    if not M.is_action(a) then
+      fail(level, "rule %s: action %d is not an action (use alert \"...\", log(...), kill() ...)", name, i)
+    end
+  end
+  r.actions = action
+
+  local prio = spec.priority or "warning"
+  if M.PRIORITIES[prio] == nil then
+    fail(level, "rule %s: unknown priority '%s'%s", name, tostring(prio), suggest.hint(prio, M.PRIORITIES))
+  end
+  r.priority = prio
+
+  r.tags = {}
+  if spec.tags ~= nil then
+    if type(spec.tags) ~= "table" then fail(level, "rule %s: 'tags' must be a list of strings", name) end
+    for _, tag in ipairs(spec.tags) do
+      if type(tag) ~= "string" then fail(level, "rule %s: 'tags' must be a list of strings", name) end
+      r.tags[#r.tags + 1] = tag
+    end
+  end
+
+  if spec.throttle ~= nil then
+    local th = spec.throttle
+    if type(th) ~= "table" then fail(level, "rule %s: 'throttle' must be { key, count, per }", name) end
+    for k in pairs(th) do
+      if k ~= "key" and k ~= "count" and k ~= "per" then
+        fail(level, "rule %s: throttle: unknown key '%s'%s", name, tostring(k),
+          suggest.hint(k, { "key", "count", "per" }))
+      end
+    end
+    if th.key ~= nil then
+      if type(th.key) ~= "string" then fail(level, "rule %s: throttle.key must be a field name", name) end
+      check_field(name, th.key, level)
+    end
+    if math.type(th.count) ~= "integer" or th.count < 1 then
+      fail(level, "rule %s: throttle.count must be a positive integer", name)
+    end
+    if type(th.per) ~= "number" or th.per <= 0 then
+      fail(level, "rule %s: throttle.per must be a positive number of seconds", name)
+    end
+    r.throttle = { key = th.key, count = th.count, per = th.per, windows = {}, nkeys = 0, suppressed = 0 }
+  end
+
+  if spec.enabled ~= nil and type(spec.enabled) ~= "boolean" then
+    fail(level, "rule %s: 'enabled' must be true or false", name)
+  end
+  r.enabled = spec.enabled ~= false
+  return r
+end
+
+-- Throttle: may this firing go ahead? Counts suppressed firings per key and
+-- returns, when a window closes, a summary of what it suppressed.
+function M.throttle_pass(r, e, now)
+  local th = r.throttle
+  if th == nil then return true end
+  local key = "*"
+  if th.key then
+    local v = e[th.key]
+    if string.find(th.key, ".", 1, true) then
+      local first, rest = string.match(th.key, "^([^.]+)%.(.+)$")
+      local obj = e[first]
+      v = type(obj) == "table" and obj[rest] or nil
+    end
+    key = tostring(v)
+  end
+  local w = th.windows[key]
+  local summary
+  if w == nil and th.nkeys >= M.THROTTLE_KEYS then -- bounded: forget closed windows
+    for k, old in pairs(th.windows) do
+      if now - old.start >= th.per then th.windows[k] = nil; th.nkeys = th.nkeys - 1 end
+    end
+    if th.nkeys >= M.THROTTLE_KEYS then th.windows, th.nkeys = {}, 0 end
+  end
+  if w == nil then th.nkeys = th.nkeys + 1 end
+  if w == nil or now - w.start >= th.per then
+    if w and w.suppressed > 0 then
+      summary = ("suppressed %d firing%s for %s=%s in the last %g s"):format(
+        w.suppressed, w.suppressed == 1 and "" or "s", th.key or "rule", key, th.per)
+    end
+    w = { start = now, count = 0, suppressed = 0 }
+    th.windows[key] = w
+  end
+  if w.count >= th.count then
+    w.suppressed = w.suppressed + 1
+    th.suppressed = th.suppressed + 1
+    return false, summary
+  end
+  w.count = w.count + 1
+  return true, summary
+end
+
+return M
