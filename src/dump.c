@@ -1,12 +1,9 @@
-/* dump.c: --dump. One line per event, like forkstat/extrace: the kernel's
- * fields, and for exec the exe and argv read from /proc at once. */
+/* dump.c: --dump (text). One line per event, like forkstat/extrace: the
+ * kernel's fields, and the process's exe and argv as the process table
+ * captured them. --dump=json prints replay.c's record lines instead. */
 #include "dump.h"
 
-#include <jansson.h>
-#include <stdlib.h>
 #include <string.h>
-
-#include "proc.h"
 
 struct field {
 	const char *name;
@@ -27,7 +24,6 @@ static int event_fields(const struct pw_event *ev, struct field *f)
 		F("exit_code", ev->u.exit.exit_code);
 		F("exit_signal", ev->u.exit.exit_signal);
 		F("parent_pid", ev->u.exit.parent_pid);
-		F("parent_tgid", ev->u.exit.parent_tgid);
 		break;
 	case PW_EV_UID:
 		F("ruid", ev->u.id.real);
@@ -39,11 +35,9 @@ static int event_fields(const struct pw_event *ev, struct field *f)
 		break;
 	case PW_EV_PTRACE:
 		F("tracer_pid", ev->u.ptrace.tracer_pid);
-		F("tracer_tgid", ev->u.ptrace.tracer_tgid);
 		break;
 	case PW_EV_COREDUMP:
 		F("parent_pid", ev->u.coredump.parent_pid);
-		F("parent_tgid", ev->u.coredump.parent_tgid);
 		break;
 	case PW_EV_OVERFLOW:
 		F("lost", ev->u.overflow.lost);
@@ -55,67 +49,27 @@ static int event_fields(const struct pw_event *ev, struct field *f)
 	return n;
 }
 
-/* argv joined by spaces (NULs replaced), in buf. */
-static size_t read_argv(pid_t pid, char *buf, size_t cap)
-{
-	bool trunc;
-	ssize_t n = proc_read_file(pid, "cmdline", buf, cap - 1, &trunc);
-	if (n <= 0)
-		return 0;
-	while (n > 0 && buf[n - 1] == 0)
-		n--;
-	for (ssize_t i = 0; i < n; i++)
-		if (buf[i] == 0)
-			buf[i] = ' ';
-	buf[n] = 0;
-	return (size_t)n;
-}
-
-void dump_event(FILE *out, enum pw_format fmt, const struct pw_event *ev, int64_t wall_offset_ns)
+void dump_event(FILE *out, const struct pw_event *ev, const struct pw_ctx *ctx, int64_t wall_offset_ns)
 {
 	struct field f[8];
 	int nf = event_fields(ev, f);
-	double t = (double)ev->ktime_ns / 1e9 + (double)wall_offset_ns / 1e9;
-	char when[40], exe[4096] = "", argv[PW_ARGV_CAP] = "";
-	bool is_exec = ev->type == PW_EV_EXEC;
-	if (is_exec) {
-		if (proc_read_exe(ev->tgid, exe, sizeof exe) < 0)
-			exe[0] = 0;
-		read_argv(ev->tgid, argv, sizeof argv);
-	}
-	if (fmt == PW_FMT_JSON) {
-		json_t *o = json_object();
-		if (!o)
-			return;
-		json_object_set_new(o, "type", json_string(pw_event_type_name(ev->type)));
-		json_object_set_new(o, "time", json_real(t));
-		json_object_set_new(o, "ktime_ns", json_integer((json_int_t)ev->ktime_ns));
-		json_object_set_new(o, "cpu", json_integer(ev->cpu));
-		json_object_set_new(o, "pid", json_integer(ev->pid));
-		json_object_set_new(o, "tgid", json_integer(ev->tgid));
-		for (int i = 0; i < nf; i++)
-			json_object_set_new(o, f[i].name, json_integer(f[i].value));
-		if (ev->type == PW_EV_COMM)
-			json_object_set_new(o, "comm", json_string_nocheck(ev->u.comm.comm));
-		if (is_exec && exe[0])
-			json_object_set_new(o, "exe", json_string_nocheck(exe));
-		if (is_exec && argv[0])
-			json_object_set_new(o, "cmdline", json_string_nocheck(argv));
-		char *line = json_dumps(o, JSON_COMPACT);
-		json_decref(o);
-		if (line) {
-			fprintf(out, "%s\n", line);
-			free(line);
-		}
-		return;
-	}
-	sink_format_time(t, when, sizeof when);
+	char when[40];
+	sink_format_time((double)ev->ktime_ns / 1e9 + (double)wall_offset_ns / 1e9, when, sizeof when);
 	fprintf(out, "%s %-8s pid=%d tgid=%d", when, pw_event_type_name(ev->type), ev->pid, ev->tgid);
 	for (int i = 0; i < nf; i++)
 		fprintf(out, " %s=%lld", f[i].name, f[i].value);
 	if (ev->type == PW_EV_COMM)
 		fprintf(out, " comm=%s", ev->u.comm.comm);
-	if (is_exec)
-		fprintf(out, " exe=%s argv=%s", exe[0] ? exe : "-", argv[0] ? argv : "-");
+	const struct pw_image *img = ctx && ctx->known ? ctx->img : NULL;
+	if (ev->type == PW_EV_EXEC || ev->type == PW_EV_EXIT) {
+		fprintf(out, " exe=%s", img && img->exe ? img->exe : "-");
+		if (ev->type == PW_EV_EXEC) {
+			fputs(" argv=", out);
+			if (!img || img->argv_len == 0)
+				fputc('-', out);
+			for (size_t k = 0; img && k + 1 < img->argv_len; k++)
+				fputc(img->argv[k] ? img->argv[k] : ' ', out);
+		}
+	}
 	fputc('\n', out);
 }

@@ -5,9 +5,11 @@
 #include <stdio.h>
 
 #include "event.h"
+#include "ptable.h"
 #include "sink.h"
 
-/* Print ev to out. exec events also show exe and argv read from /proc now. */
-void dump_event(FILE *out, enum pw_format fmt, const struct pw_event *ev, int64_t wall_offset_ns);
+/* Print ev to out as one text line (JSON lines are replay.c's record
+ * format); ctx adds the process's exe and argv when it was captured. */
+void dump_event(FILE *out, const struct pw_event *ev, const struct pw_ctx *ctx, int64_t wall_offset_ns);
 
 #endif

@@ -19,6 +19,7 @@
 #include "embedded.h"
 #include "log.h"
 #include "ptable.h"
+#include "replay.h"
 #include "sink.h"
 
 struct pw_timer {
@@ -549,15 +550,49 @@ static int push_event_protected(lua_State *L)
 	return 1;
 }
 
+/* Run every handler of the list at -2 on the event table at -1. */
+static void run_handlers(struct pw_engine *e, lua_Integer n)
+{
+	lua_State *L = e->L;
+	for (lua_Integer i = 1; i <= n; i++) {
+		lua_rawgeti(L, -2, i);                               /* list, ev, entry */
+		if (lua_getfield(L, -1, "suspended") != LUA_TNIL) {  /* list, ev, entry, susp */
+			lua_pop(L, 2);
+			continue;
+		}
+		lua_pop(L, 1);
+		lua_getfield(L, -1, "name");                         /* list, ev, entry, name */
+		lua_getfield(L, -2, "fn");                           /* list, ev, entry, name, fn */
+		lua_pushvalue(L, -4);                                /* list, ev, entry, name, fn, ev */
+		const char *name = lua_tostring(L, -3);
+		if (engine_call(e, 1, name) != LUA_OK) {             /* list, ev, entry, name, err */
+			report_error(e, "handler", name);            /* list, ev, entry, name */
+			entry_failed(e, -2, name);
+		} else {
+			entry_succeeded(L, -2);
+		}
+		lua_pop(L, 2);                                       /* list, ev */
+	}
+}
+
+/* Push the handler list for type name and return its length (list pushed
+ * even when empty). Stack: [-0, +1] */
+static lua_Integer push_handlers(struct pw_engine *e, const char *type)
+{
+	lua_State *L = e->L;
+	lua_rawgeti(L, LUA_REGISTRYINDEX, e->handlers_ref); /* handlers */
+	lua_getfield(L, -1, type);                           /* handlers, list */
+	lua_remove(L, -2);                                   /* list */
+	return lua_istable(L, -1) ? (lua_Integer)lua_rawlen(L, -1) : 0;
+}
+
 void engine_dispatch(struct pw_engine *e, const struct pw_event *ev, const struct pw_ctx *ctx)
 {
 	if (!engine_wants(e, ev->type))
 		return;
 	lua_State *L = e->L;
 	int top = lua_gettop(L);
-	lua_rawgeti(L, LUA_REGISTRYINDEX, e->handlers_ref);          /* handlers */
-	lua_getfield(L, -1, pw_event_type_name(ev->type));           /* handlers, list */
-	lua_Integer n = lua_istable(L, -1) ? (lua_Integer)lua_rawlen(L, -1) : 0;
+	lua_Integer n = push_handlers(e, pw_event_type_name(ev->type)); /* list */
 	if (n == 0) {
 		lua_settop(L, top);
 		return;
@@ -568,32 +603,74 @@ void engine_dispatch(struct pw_engine *e, const struct pw_event *ev, const struc
 	lua_pushlightuserdata(L, e);
 	lua_pushlightuserdata(L, (void *)ev);
 	lua_pushlightuserdata(L, (void *)ctx);
-	if (lua_pcall(L, 3, 1, 0) != LUA_OK) {                       /* handlers, list, err */
+	if (lua_pcall(L, 3, 1, 0) != LUA_OK) { /* list, err */
 		report_error(e, "event table for", pw_event_type_name(ev->type));
 		lua_settop(L, top);
 		return;
-	}                                                            /* handlers, list, ev */
+	} /* list, ev */
 	e->st.dispatched[ev->type]++;
-	for (lua_Integer i = 1; i <= n; i++) {
-		lua_rawgeti(L, -2, i);                               /* ..., ev, entry */
-		if (lua_getfield(L, -1, "suspended") != LUA_TNIL) {  /* ..., ev, entry, susp */
-			lua_pop(L, 2);
-			continue;
-		}
-		lua_pop(L, 1);
-		lua_getfield(L, -1, "name");                         /* ..., ev, entry, name */
-		lua_getfield(L, -2, "fn");                           /* ..., ev, entry, name, fn */
-		lua_pushvalue(L, -4);                                /* ..., ev, entry, name, fn, ev */
-		const char *name = lua_tostring(L, -3);
-		if (engine_call(e, 1, name) != LUA_OK) {             /* ..., ev, entry, name, err */
-			report_error(e, "handler", name);            /* ..., ev, entry, name */
-			entry_failed(e, -2, name);
-		} else {
-			entry_succeeded(L, -2);
-		}
-		lua_pop(L, 2);                                       /* ..., ev */
+	run_handlers(e, n);
+	lua_settop(L, top);
+}
+
+struct replay_args {
+	struct pw_engine *e;
+	const char *line;
+	size_t len;
+	char *err;
+	size_t errlen;
+};
+
+/* Runs protected. Out: the recorded event table, or nothing (bad line). */
+static int push_replay_protected(lua_State *L)
+{
+	struct replay_args *a = lua_touserdata(L, 1);
+	lua_settop(L, 0);
+	if (!replay_line_push(L, a->line, a->len, a->err, a->errlen))
+		return 0;
+	lua_rawgeti(L, LUA_REGISTRYINDEX, a->e->event_mt_ref);
+	lua_setmetatable(L, -2);
+	return 1;
+}
+
+int engine_replay_line(struct pw_engine *e, const char *line, size_t len, char *err, size_t errlen)
+{
+	lua_State *L = e->L;
+	int top = lua_gettop(L);
+	struct replay_args a = {e, line, len, err, errlen};
+	lua_pushcfunction(L, push_replay_protected);
+	lua_pushlightuserdata(L, &a);
+	if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+		snprintf(err, errlen, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "error");
+		lua_settop(L, top);
+		return -1;
+	}
+	if (lua_isnil(L, -1)) { /* bad line: err says why */
+		lua_settop(L, top);
+		return -1;
+	}                                                  /* ev */
+	lua_getfield(L, -1, "type");                       /* ev, type */
+	int t = pw_event_type_from_name(lua_tostring(L, -1));
+	lua_Integer n = push_handlers(e, lua_tostring(L, -1)); /* ev, type, list */
+	lua_replace(L, -2);                                /* ev, list */
+	lua_insert(L, -2);                                 /* list, ev */
+	if (n > 0) {
+		if (t >= 0)
+			e->st.dispatched[t]++;
+		run_handlers(e, n);
 	}
 	lua_settop(L, top);
+	return 0;
+}
+
+void engine_set_dry_run(struct pw_engine *e, bool dry_run)
+{
+	lua_State *L = e->L;
+	lua_rawgeti(L, LUA_REGISTRYINDEX, e->runtime_ref);
+	lua_getfield(L, -1, "state");
+	lua_pushboolean(L, dry_run);
+	lua_setfield(L, -2, "dry_run");
+	lua_pop(L, 2);
 }
 
 /* Print what runtime[fn]() returns. */

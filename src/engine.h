@@ -49,6 +49,11 @@ void engine_start(struct pw_engine *e);
 /* Hand ev to the handlers of its type; ctx (may be NULL) is the process as it
  * was at the event. */
 void engine_dispatch(struct pw_engine *e, const struct pw_event *ev, const struct pw_ctx *ctx);
+/* Feed one recorded JSON line through the same handlers. 0, or -1 with the
+ * reason in err (bad line). */
+int engine_replay_line(struct pw_engine *e, const char *line, size_t len, char *err, size_t errlen);
+/* Actions log what they would do instead of doing it. */
+void engine_set_dry_run(struct pw_engine *e, bool dry_run);
 bool engine_wants(const struct pw_engine *e, enum pw_event_type t);
 /* Kernel subscription bits for the types handlers want. */
 uint32_t engine_mask(const struct pw_engine *e);

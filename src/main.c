@@ -20,6 +20,7 @@
 #include "log.h"
 #include "netlink.h"
 #include "ptable.h"
+#include "replay.h"
 #include "sink.h"
 
 #ifndef PW_VERSION
@@ -30,7 +31,8 @@
 #define DEFAULT_RCVBUF (8 << 20)
 
 struct options {
-	bool check, dump, stats;
+	bool check, dump, stats, dry_run, live_actions;
+	const char *record, *replay;
 	enum pw_format dump_fmt, out_fmt;
 	bool out_fmt_set;
 	long long max_events;
@@ -57,6 +59,10 @@ struct daemon {
 	uint64_t by_type[PW_EV__COUNT];
 	uint64_t reloads, reload_failures;
 	int exit_code;
+	bool stopping;
+	FILE *record;
+	uint64_t recorded, record_failures;
+	uint64_t replayed, replay_bad;
 	ev_io io;
 	ev_signal sig_int, sig_term, sig_hup, sig_usr1;
 	ev_timer duration;
@@ -123,6 +129,14 @@ static int collect_counters(const struct daemon *d, struct counter *c, int cap)
 		C("argv_trimmed", ps->image_trimmed);
 		C("proc_scans", ps->scans);
 	}
+	if (d->opt.record) {
+		C("recorded", d->recorded);
+		C("record_failures", d->record_failures);
+	}
+	if (d->opt.replay) {
+		C("replayed", d->replayed);
+		C("replay_bad_lines", d->replay_bad);
+	}
 	C("reloads", d->reloads);
 	C("reload_failures", d->reload_failures);
 	if (d->sink) {
@@ -162,6 +176,7 @@ static void push_stats(void *ctx, lua_State *L)
 
 static void stop(struct daemon *d)
 {
+	d->stopping = true;
 	ev_break(d->loop, EVBREAK_ALL);
 }
 
@@ -180,8 +195,9 @@ static void deliver(void *arg, struct pw_event *evs, int n)
 			n = (int)left;
 	}
 	bool overflow = false;
+	bool all_ctx = d->record || d->opt.dump;
 	for (int i = 0; i < n; i++) {
-		bool wanted = engine_wants(d->engine, evs[i].type);
+		bool wanted = all_ctx || engine_wants(d->engine, evs[i].type);
 		ptable_apply(d->ptable, &evs[i], wanted ? &batch_ctx[i] : NULL);
 		if (!wanted)
 			batch_ctx[i].known = false, batch_ctx[i].img = NULL;
@@ -194,8 +210,16 @@ static void deliver(void *arg, struct pw_event *evs, int n)
 		if (ev->type == PW_EV_OVERFLOW)
 			pw_log(PW_LOG_WARNING, "the kernel dropped events (receive buffer full): at least %llu lost",
 			       (unsigned long long)ev->u.overflow.lost);
-		if (d->opt.dump)
-			dump_event(stdout, d->opt.dump_fmt, ev, d->wall_offset_ns);
+		if (d->record) {
+			if (record_write(d->record, ev, &batch_ctx[i], d->wall_offset_ns) == 0)
+				d->recorded++;
+			else
+				d->record_failures++;
+		}
+		if (d->opt.dump && d->opt.dump_fmt == PW_FMT_JSON)
+			record_write(stdout, ev, &batch_ctx[i], d->wall_offset_ns);
+		else if (d->opt.dump)
+			dump_event(stdout, ev, &batch_ctx[i], d->wall_offset_ns);
 		engine_dispatch(d->engine, ev, &batch_ctx[i]);
 	}
 	for (int i = 0; i < n; i++) {
@@ -204,6 +228,8 @@ static void deliver(void *arg, struct pw_event *evs, int n)
 	}
 	if (d->opt.dump)
 		fflush(stdout);
+	if (d->record)
+		fflush(d->record);
 	if (overflow && !d->resync_pending) { /* rebuild from /proc once the burst is read */
 		d->resync_pending = true;
 		ev_timer_init(&d->resync, resync_cb, 0.2, 0.);
@@ -294,6 +320,7 @@ static struct pw_engine *load_engine(struct daemon *d, char *err, size_t errlen)
 		engine_free(e);
 		return NULL;
 	}
+	engine_set_dry_run(e, d->opt.dry_run || (d->opt.replay && !d->opt.live_actions));
 	return e;
 }
 
@@ -338,6 +365,10 @@ static void usage(FILE *out)
 		"With no RULES, the embedded default policy runs (one line per exec).\n\n"
 		"  -c, --check              load the rules, print a summary, exit (2 on error)\n"
 		"  -d, --dump[=text|json]   print every event\n"
+		"  -r, --replay FILE        read events from JSON lines (- = stdin); actions dry-run\n"
+		"      --live-actions       with --replay: perform actions for real\n"
+		"  -w, --record FILE        also write every event, with its process context, as JSON lines\n"
+		"  -n, --dry-run            log actions, do not perform them\n"
 		"  -o, --output text|json   format of logs and alerts (default: text on a TTY, else json)\n"
 		"      --log TARGET         stdout, stderr, syslog or a file; repeatable (default stdout)\n"
 		"      --rcvbuf BYTES       netlink receive buffer (default 8 MiB)\n"
@@ -375,7 +406,8 @@ static int parse_number(const char *s, double lo, double hi, double *out)
 	return 0;
 }
 
-enum { OPT_LOG = 256, OPT_RCVBUF, OPT_MAX_EVENTS, OPT_DURATION, OPT_STATS, OPT_VERSION };
+enum { OPT_LOG = 256, OPT_RCVBUF, OPT_MAX_EVENTS, OPT_DURATION, OPT_STATS, OPT_VERSION,
+       OPT_LIVE_ACTIONS };
 
 /* 0 ok, 1 exit 0 now (help/version), 2 usage error. */
 static int parse_options(int argc, char **argv, struct options *o)
@@ -384,6 +416,10 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"check", no_argument, 0, 'c'},
 		{"dump", optional_argument, 0, 'd'},
 		{"output", required_argument, 0, 'o'},
+		{"replay", required_argument, 0, 'r'},
+		{"record", required_argument, 0, 'w'},
+		{"dry-run", no_argument, 0, 'n'},
+		{"live-actions", no_argument, 0, OPT_LIVE_ACTIONS},
 		{"log", required_argument, 0, OPT_LOG},
 		{"rcvbuf", required_argument, 0, OPT_RCVBUF},
 		{"max-events", required_argument, 0, OPT_MAX_EVENTS},
@@ -399,7 +435,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 	o->rcvbuf = DEFAULT_RCVBUF;
 	int c;
 	double v;
-	while ((c = getopt_long(argc, argv, "cd::o:vqh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "cd::o:r:w:nvqh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			o->check = true;
@@ -417,6 +453,18 @@ static int parse_options(int argc, char **argv, struct options *o)
 				return 2;
 			}
 			o->out_fmt_set = true;
+			break;
+		case 'r':
+			o->replay = optarg;
+			break;
+		case 'w':
+			o->record = optarg;
+			break;
+		case 'n':
+			o->dry_run = true;
+			break;
+		case OPT_LIVE_ACTIONS:
+			o->live_actions = true;
 			break;
 		case OPT_LOG:
 			if (o->nlogs == (int)(sizeof o->logs / sizeof o->logs[0])) {
@@ -469,6 +517,10 @@ static int parse_options(int argc, char **argv, struct options *o)
 	}
 	o->rules = argv + optind;
 	o->nrules = argc - optind;
+	if (o->live_actions && !o->replay) {
+		fprintf(stderr, "procwarden: --live-actions only applies to --replay\n");
+		return 2;
+	}
 	if (!o->out_fmt_set)
 		o->out_fmt = isatty(STDOUT_FILENO) ? PW_FMT_TEXT : PW_FMT_JSON;
 	return 0;
@@ -482,6 +534,77 @@ static bool have_net_admin(void)
 	if (syscall(SYS_capget, &hdr, data) != 0)
 		return true; /* cannot tell: let the kernel decide */
 	return (data[CAP_NET_ADMIN / 32].effective & (1u << (CAP_NET_ADMIN % 32))) != 0;
+}
+
+/* One line of at most cap-1 bytes into buf (newline stripped). Returns its
+ * length, -1 at the end; *too_long when the line was longer (the rest is
+ * skipped). */
+static ssize_t read_line(FILE *in, char *buf, size_t cap, bool *too_long)
+{
+	*too_long = false;
+	if (!fgets(buf, (int)cap, in))
+		return -1;
+	size_t n = strlen(buf);
+	if (n > 0 && buf[n - 1] == '\n') {
+		buf[--n] = 0;
+		return (ssize_t)n;
+	}
+	if (feof(in))
+		return (ssize_t)n;
+	*too_long = true;
+	int ch;
+	while ((ch = getc(in)) != EOF && ch != '\n')
+		;
+	return (ssize_t)n;
+}
+
+/* --replay: recorded events through the same engine path. */
+static int replay(struct daemon *d)
+{
+	const char *path = d->opt.replay;
+	FILE *in = strcmp(path, "-") == 0 ? stdin : fopen(path, "re");
+	if (!in) {
+		fprintf(stderr, "procwarden: --replay %s: %s\n", path, strerror(errno));
+		return 1;
+	}
+	char *buf = malloc(PW_REPLAY_MAX_LINE + 2);
+	if (!buf) {
+		fprintf(stderr, "procwarden: out of memory\n");
+		return 1;
+	}
+	char err[256];
+	unsigned long lineno = 0;
+	bool too_long;
+	ssize_t n;
+	while (!d->stopping && (n = read_line(in, buf, PW_REPLAY_MAX_LINE + 2, &too_long)) >= 0) {
+		lineno++;
+		size_t skip = strspn(buf, " \t\r");
+		if (buf[skip] == 0 && !too_long)
+			continue; /* blank line */
+		if (too_long || engine_replay_line(d->engine, buf, (size_t)n, err, sizeof err) < 0) {
+			if (too_long)
+				snprintf(err, sizeof err, "line longer than %u bytes", PW_REPLAY_MAX_LINE);
+			if (++d->replay_bad <= 20)
+				fprintf(stderr, "%s:%lu: bad event line: %s\n", path, lineno, err);
+			else if (d->replay_bad == 21)
+				fprintf(stderr, "%s: more bad lines: only counted from here\n", path);
+			continue;
+		}
+		d->replayed++;
+		if (d->opt.max_events && d->replayed >= (uint64_t)d->opt.max_events)
+			break;
+		if ((lineno & 1023) == 0)
+			ev_run(d->loop, EVRUN_NOWAIT); /* timers and signals */
+	}
+	if (ferror(in))
+		fprintf(stderr, "procwarden: --replay %s: %s\n", path, strerror(errno));
+	free(buf);
+	if (in != stdin)
+		fclose(in);
+	if (d->replay_bad)
+		fprintf(stderr, "procwarden: %llu bad line%s in %s\n", (unsigned long long)d->replay_bad,
+			d->replay_bad == 1 ? "" : "s", path);
+	return 0;
 }
 
 static int run(struct daemon *d)
@@ -587,7 +710,23 @@ int main(int argc, char **argv)
 		ev_signal_start(d.loop, sigs[i].w);
 	}
 
-	r = run(&d);
+	if (d.opt.record) {
+		d.record = strcmp(d.opt.record, "-") == 0 ? stdout : fopen(d.opt.record, "we");
+		if (!d.record) {
+			fprintf(stderr, "procwarden: --record %s: %s\n", d.opt.record, strerror(errno));
+			return 2;
+		}
+	}
+	if (d.opt.replay) {
+		engine_start(d.engine);
+		r = replay(&d);
+	} else {
+		r = run(&d);
+	}
+	if (d.record && d.record != stdout && fclose(d.record) != 0) {
+		fprintf(stderr, "procwarden: --record %s: %s\n", d.opt.record, strerror(errno));
+		r = r ? r : 1;
+	}
 
 	sink_flush(d.sink);
 	fflush(stdout);

@@ -21,7 +21,7 @@ local function has_magic(s) return find(s, "[%*%?%[\\]") ~= nil end
 local compile
 
 -- Helpers: each builds a value that compile() turns into a closure.
-local function helper(kind, arg, check)
+local function helper(kind, check)
   return function(x)
     local ok, why = check(x)
     if not ok then error(kind .. ": " .. why, 2) end
@@ -36,12 +36,12 @@ local function a_matcher(x)
   local ok = pcall(compile, x)
   return ok, "expects a match value"
 end
-M.prefix = helper("prefix", nil, a_string)
-M.suffix = helper("suffix", nil, a_string)
-M.contains = helper("contains", nil, a_string)
-M.iglob = helper("iglob", nil, a_string)
-M.oneof = helper("oneof", nil, a_table)
-M.not_ = helper("not_", nil, a_matcher)
+M.prefix = helper("prefix", a_string)
+M.suffix = helper("suffix", a_string)
+M.contains = helper("contains", a_string)
+M.iglob = helper("iglob", a_string)
+M.oneof = helper("oneof", a_table)
+M.not_ = helper("not_", a_matcher)
 
 local function compile_string(s)
   if not has_magic(s) then

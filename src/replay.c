@@ -1,0 +1,290 @@
+/* replay.c: JSON lines in and out. record_event_json builds the line of one
+ * event (kernel fields + the process context captured at the time: exe,
+ * argv, ids, names, cgroup ...), used by --record and --dump=json.
+ * replay_line_push turns such a line back into a Lua event table; anything
+ * malformed is refused with a reason, never half-used. */
+#include "replay.h"
+
+#include <errno.h>
+#include <lauxlib.h>
+#include <pwd.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "core.h"
+
+/* ---- record ------------------------------------------------------------ */
+
+static void set_int(json_t *o, const char *k, json_int_t v)
+{
+	json_object_set_new_nocheck(o, k, json_integer(v));
+}
+
+static void set_str(json_t *o, const char *k, const char *v)
+{
+	if (v && *v)
+		json_object_set_new_nocheck(o, k, json_string(v)); /* NULL (dropped) if not UTF-8 */
+}
+
+/* User name of uid, through a small direct-mapped cache. */
+static const char *user_name(uint32_t uid)
+{
+	static struct { uint32_t uid; bool used; char name[64]; } cache[64];
+	unsigned slot = uid % 64;
+	if (cache[slot].used && cache[slot].uid == uid)
+		return cache[slot].name;
+	struct passwd pw, *res = NULL;
+	char buf[1024];
+	if (getpwuid_r(uid, &pw, buf, sizeof buf, &res) != 0 || !res)
+		snprintf(cache[slot].name, sizeof cache[slot].name, "%u", uid);
+	else
+		snprintf(cache[slot].name, sizeof cache[slot].name, "%s", pw.pw_name);
+	cache[slot].uid = uid;
+	cache[slot].used = true;
+	return cache[slot].name;
+}
+
+static void add_kernel_fields(json_t *o, const struct pw_event *ev, int64_t wall_offset_ns)
+{
+	json_object_set_new_nocheck(o, "type", json_string(pw_event_type_name(ev->type)));
+	set_int(o, "pid", ev->pid);
+	set_int(o, "tgid", ev->tgid);
+	set_int(o, "cpu", ev->cpu);
+	set_int(o, "ktime_ns", (json_int_t)ev->ktime_ns);
+	json_object_set_new_nocheck(o, "time", json_real((double)ev->ktime_ns / 1e9 + (double)wall_offset_ns / 1e9));
+	if (ev->flags & PW_EVF_STARTUP)
+		json_object_set_new_nocheck(o, "startup", json_true());
+	switch (ev->type) {
+	case PW_EV_FORK:
+		set_int(o, "parent_pid", ev->u.fork.parent_pid);
+		set_int(o, "parent_tgid", ev->u.fork.parent_tgid);
+		set_int(o, "child_pid", ev->u.fork.child_pid);
+		set_int(o, "child_tgid", ev->u.fork.child_tgid);
+		break;
+	case PW_EV_EXIT: {
+		uint32_t c = ev->u.exit.exit_code;
+		set_int(o, "exit_code", c);
+		set_int(o, "exit_signal", ev->u.exit.exit_signal);
+		set_int(o, "parent_pid", ev->u.exit.parent_pid);
+		set_int(o, "parent_tgid", ev->u.exit.parent_tgid);
+		if (pw_exit_exited(c))
+			set_int(o, "exit_status", pw_exit_status(c));
+		else
+			set_int(o, "term_signal", pw_exit_term_signal(c));
+		json_object_set_new_nocheck(o, "core_dumped", json_boolean(!pw_exit_exited(c) && pw_exit_core_dumped(c)));
+		break;
+	}
+	case PW_EV_UID:
+		set_int(o, "ruid", ev->u.id.real);
+		set_int(o, "euid", ev->u.id.effective);
+		break;
+	case PW_EV_GID:
+		set_int(o, "rgid", ev->u.id.real);
+		set_int(o, "egid", ev->u.id.effective);
+		break;
+	case PW_EV_PTRACE:
+		set_int(o, "tracer_pid", ev->u.ptrace.tracer_pid);
+		set_int(o, "tracer_tgid", ev->u.ptrace.tracer_tgid);
+		break;
+	case PW_EV_COMM:
+		set_str(o, "comm", ev->u.comm.comm);
+		break;
+	case PW_EV_COREDUMP:
+		set_int(o, "parent_pid", ev->u.coredump.parent_pid);
+		set_int(o, "parent_tgid", ev->u.coredump.parent_tgid);
+		break;
+	case PW_EV_OVERFLOW:
+		set_int(o, "lost", (json_int_t)ev->u.overflow.lost);
+		break;
+	default:
+		break;
+	}
+}
+
+static void add_ctx_fields(json_t *o, const struct pw_event *ev, const struct pw_ctx *c)
+{
+	const struct pw_image *img = c->img;
+	if (img) {
+		set_str(o, "exe", img->exe);
+		set_str(o, "cgroup", img->cgroup);
+		set_str(o, "tty", img->tty);
+		if (img->argv_len) {
+			json_t *a = json_array();
+			size_t start = 0;
+			for (size_t k = 0; a && k < img->argv_len; k++)
+				if (img->argv[k] == 0) {
+					json_t *s = json_stringn(img->argv + start, k - start);
+					json_array_append_new(a, s ? s : json_string("?"));
+					start = k + 1;
+				}
+			json_object_set_new_nocheck(o, "argv", a);
+			json_object_set_new_nocheck(o, "argv_truncated", json_boolean(img->argv_truncated));
+		}
+	}
+	if (c->ppid)
+		set_int(o, "ppid", c->ppid);
+	if (c->pgid)
+		set_int(o, "pgid", c->pgid);
+	if (c->sid)
+		set_int(o, "sid", c->sid);
+	if (c->start_time)
+		set_int(o, "start_time", (json_int_t)c->start_time);
+	if (c->creds_known) {
+		set_int(o, "uid", c->ruid);
+		set_int(o, "euid", c->euid);
+		set_int(o, "gid", c->rgid);
+		set_int(o, "egid", c->egid);
+		set_str(o, "user", user_name(c->ruid));
+		set_str(o, "euser", user_name(c->euid));
+	}
+	if (ev->type != PW_EV_COMM)
+		set_str(o, "comm", c->comm);
+	if (c->has_prev) {
+		bool uid = ev->type == PW_EV_UID;
+		set_int(o, uid ? "prev_ruid" : "prev_rgid", c->prev_real);
+		set_int(o, uid ? "prev_euid" : "prev_egid", c->prev_effective);
+	}
+}
+
+json_t *record_event_json(const struct pw_event *ev, const struct pw_ctx *ctx, int64_t wall_offset_ns)
+{
+	json_t *o = json_object();
+	if (!o)
+		return NULL;
+	add_kernel_fields(o, ev, wall_offset_ns);
+	if (ctx && ctx->known)
+		add_ctx_fields(o, ev, ctx);
+	return o;
+}
+
+int record_write(FILE *out, const struct pw_event *ev, const struct pw_ctx *ctx, int64_t wall_offset_ns)
+{
+	json_t *o = record_event_json(ev, ctx, wall_offset_ns);
+	if (!o) {
+		errno = ENOMEM;
+		return -1;
+	}
+	int r = json_dumpf(o, out, JSON_COMPACT | JSON_ENSURE_ASCII);
+	json_decref(o);
+	if (r < 0 || fputc('\n', out) == EOF)
+		return -1;
+	return 0;
+}
+
+/* ---- replay ------------------------------------------------------------ */
+
+#define MAX_DEPTH 8
+
+/* Push the Lua form of v. Objects become tables marked recorded (process
+ * objects such as "parent"); arrays become lists. 0, or -1 when too deep. */
+static int push_json(lua_State *L, json_t *v, int depth)
+{
+	if (depth > MAX_DEPTH)
+		return -1;
+	luaL_checkstack(L, 4, "replay: nesting");
+	switch (json_typeof(v)) {
+	case JSON_OBJECT: {
+		lua_createtable(L, 0, (int)json_object_size(v));
+		const char *k;
+		json_t *item;
+		json_object_foreach(v, k, item) {
+			if (k[0] == '_') /* private names are the runtime's */
+				continue;
+			lua_pushstring(L, k);
+			if (push_json(L, item, depth + 1) < 0)
+				return -1;
+			lua_rawset(L, -3);
+		}
+		lua_pushliteral(L, "_replay");
+		lua_pushboolean(L, 1);
+		lua_rawset(L, -3);
+		return 0;
+	}
+	case JSON_ARRAY: {
+		size_t n = json_array_size(v);
+		lua_createtable(L, n > 4096 ? 4096 : (int)n, 0);
+		for (size_t i = 0; i < n; i++) {
+			if (push_json(L, json_array_get(v, i), depth + 1) < 0)
+				return -1;
+			lua_rawseti(L, -2, (lua_Integer)i + 1);
+		}
+		return 0;
+	}
+	case JSON_STRING:
+		lua_pushlstring(L, json_string_value(v), json_string_length(v));
+		return 0;
+	case JSON_INTEGER:
+		lua_pushinteger(L, (lua_Integer)json_integer_value(v));
+		return 0;
+	case JSON_REAL:
+		lua_pushnumber(L, json_real_value(v));
+		return 0;
+	case JSON_TRUE:
+	case JSON_FALSE:
+		lua_pushboolean(L, json_is_true(v));
+		return 0;
+	case JSON_NULL:
+		lua_pushnil(L);
+		return 0;
+	}
+	return -1;
+}
+
+static bool is_pid(json_t *v)
+{
+	return json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) <= 0x7fffffff;
+}
+
+int replay_line_push(lua_State *L, const char *line, size_t len, char *err, size_t errlen)
+{
+	if (len > PW_REPLAY_MAX_LINE) {
+		snprintf(err, errlen, "line longer than %u bytes", PW_REPLAY_MAX_LINE);
+		return 0;
+	}
+	json_error_t jerr;
+	json_t *o = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!o) {
+		snprintf(err, errlen, "not JSON: %s (column %d)", jerr.text, jerr.column);
+		return 0;
+	}
+	int ok = 0;
+	json_t *type = json_object_get(o, "type");
+	int t;
+	if (!json_is_object(o)) {
+		snprintf(err, errlen, "not a JSON object");
+	} else if (!json_is_string(type)) {
+		snprintf(err, errlen, "no \"type\" string");
+	} else if ((t = pw_event_type_from_name(json_string_value(type))) < 0 || t == PW_EV_ACK) {
+		snprintf(err, errlen, "unknown event type \"%s\"", json_string_value(type));
+	} else if (t != PW_EV_OVERFLOW && !is_pid(json_object_get(o, "pid"))) {
+		snprintf(err, errlen, "no valid \"pid\"");
+	} else {
+		int top = lua_gettop(L);
+		if (push_json(L, o, 0) < 0) {
+			lua_settop(L, top);
+			snprintf(err, errlen, "nested deeper than %d levels", MAX_DEPTH);
+		} else {
+			/* defaults the kernel always gives */
+			if (!json_object_get(o, "tgid") && json_object_get(o, "pid")) {
+				lua_pushliteral(L, "tgid");
+				lua_pushinteger(L, (lua_Integer)json_integer_value(json_object_get(o, "pid")));
+				lua_rawset(L, -3);
+			}
+			lua_getfield(L, -1, "pid");
+			lua_getfield(L, -2, "tgid");
+			bool thread = !lua_rawequal(L, -1, -2);
+			lua_pop(L, 2);
+			lua_pushliteral(L, "thread");
+			lua_pushboolean(L, thread);
+			lua_rawset(L, -3);
+			if (!json_object_get(o, "startup")) {
+				lua_pushliteral(L, "startup");
+				lua_pushboolean(L, 0);
+				lua_rawset(L, -3);
+			}
+			ok = 1;
+		}
+	}
+	json_decref(o);
+	return ok;
+}
