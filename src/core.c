@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "proc.h"
+#include "replay.h"
 
 int64_t pw_wall_offset_ns(void)
 {
@@ -312,7 +313,23 @@ static int core_fnmatch(lua_State *L)
 	return 1;
 }
 
+/* core.parse_record(line) -> event table (raw fields, as --replay reads it)
+ * | nil, reason */
+static int core_parse_record(lua_State *L)
+{
+	size_t len;
+	const char *line = luaL_checklstring(L, 1, &len);
+	char err[256];
+	if (!replay_line_push(L, line, len, err, sizeof err)) {
+		lua_pushnil(L);
+		lua_pushstring(L, err);
+		return 2;
+	}
+	return 1;
+}
+
 static const luaL_Reg core_funcs[] = {
+	{"parse_record", core_parse_record},
 	{"parse", core_parse},
 	{"proc_exe", core_proc_exe},
 	{"proc_link", core_proc_link},
