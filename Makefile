@@ -64,12 +64,13 @@ $(BUILD)/embedded.c: $(EMBED_SRC) Makefile | $(BUILD)/obj
 $(BUILD)/obj/embedded.o: $(BUILD)/embedded.c src/embedded.h
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
+# Link to a temporary name and rename: a running test never sees a half-written binary.
 $(BUILD)/procwarden: $(DAEMON_OBJ)
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) -o $@.tmp $^ $(LDFLAGS) $(LDLIBS) && mv -f $@.tmp $@
 
 $(BUILD)/lua/procwarden/core.so: $(CORE_SRC) $(wildcard src/*.h) | $(BUILD)/obj
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -fPIC -shared -o $@ $(CORE_SRC) $(LDFLAGS) $(shell pkg-config --libs jansson 2>/dev/null)
+	$(CC) $(ALL_CFLAGS) -fPIC -shared -o $@.tmp $(CORE_SRC) $(LDFLAGS) $(shell pkg-config --libs jansson 2>/dev/null) && mv -f $@.tmp $@
 
 $(BUILD)/obj:
 	@mkdir -p $@

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "api.h"
 #include "context.h"
 #include "core.h"
 #include "hash.h"
@@ -33,6 +34,8 @@ struct pw_engine {
 	lua_State *L;
 	struct pw_engine_config cfg;
 	int handlers_ref;  /* runtime.handlers */
+	int fast_ref;      /* runtime.fast_handlers */
+	bool fast_exec;    /* some rule acts on exec at once (fast_handlers.exec) */
 	int runtime_ref;   /* the runtime module table */
 	int event_mt_ref;  /* metatable of event tables (lazy fields) */
 	int traceback_ref; /* message handler of the safe call */
@@ -166,13 +169,15 @@ static struct pw_engine *host_engine(lua_State *L)
 	return lua_touserdata(L, lua_upvalueindex(1));
 }
 
-/* host.want(type): a handler was added for type. */
+/* host.want(type, fast?): a handler was added for type (fast: a fast rule). */
 static int host_want(lua_State *L)
 {
 	struct pw_engine *e = host_engine(L);
 	int t = pw_event_type_from_name(luaL_checkstring(L, 1));
 	if (t >= 0)
 		e->wanted[t] = true;
+	if (t == PW_EV_EXEC && lua_toboolean(L, 2))
+		e->fast_exec = true;
 	return 0;
 }
 
@@ -279,6 +284,23 @@ static int host_proc_ctx(lua_State *L)
 	return 1;
 }
 
+/* host.children(pid) -> { tgid, ... } from the process table */
+static int host_children(lua_State *L)
+{
+	struct pw_engine *e = host_engine(L);
+	lua_Integer pid = luaL_checkinteger(L, 1);
+	pid_t kids[1024];
+	int n = e->cfg.ptable && pid > 0 && pid <= 0x7fffffff
+			? ptable_children(e->cfg.ptable, (pid_t)pid, kids, 1024)
+			: 0;
+	lua_createtable(L, n, 0);
+	for (int i = 0; i < n; i++) {
+		lua_pushinteger(L, kids[i]);
+		lua_rawseti(L, -2, i + 1);
+	}
+	return 1;
+}
+
 /* host.sha256(pid) -> hex | nil, err */
 static int host_sha256(lua_State *L)
 {
@@ -294,12 +316,143 @@ static int host_sha256(lua_State *L)
 	return 1;
 }
 
+/* host.signal(pid, start_time|nil, sig) -> true, nil, sent_ns | nil, why */
+static int host_signal(lua_State *L)
+{
+	lua_Integer pid = luaL_checkinteger(L, 1);
+	lua_Integer start = luaL_optinteger(L, 2, 0);
+	lua_Integer sig = luaL_checkinteger(L, 3);
+	luaL_argcheck(L, sig >= 0 && sig < 65, 3, "not a signal number");
+	const char *why = NULL;
+	uint64_t sent = 0;
+	int r = pid > 0 && pid <= 0x7fffffff ? api_signal((pid_t)pid, (uint64_t)start, (int)sig, &why, &sent)
+					     : (why = "refused: not a process id", -EINVAL);
+	if (r < 0) {
+		lua_pushnil(L);
+		lua_pushstring(L, why ? why : strerror(-r));
+		return 2;
+	}
+	lua_pushboolean(L, 1);
+	lua_pushnil(L);
+	lua_pushinteger(L, (lua_Integer)sent);
+	return 3;
+}
+
+/* exec finished: on_exit(status, stdout) through the safe call. */
+static void exec_done(void *owner, int ref, int status, const char *out, size_t len)
+{
+	struct pw_engine *e = owner;
+	lua_State *L = e->L;
+	if (ref == LUA_NOREF)
+		return;
+	lua_rawgeti(L, LUA_REGISTRYINDEX, ref); /* {fn, name} */
+	luaL_unref(L, LUA_REGISTRYINDEX, ref);
+	lua_rawgeti(L, -1, 1);                  /* job, fn */
+	lua_rawgeti(L, -2, 2);                  /* job, fn, name */
+	const char *name = lua_tostring(L, -1);
+	lua_insert(L, -2);                      /* job, name, fn */
+	lua_pushinteger(L, status);
+	if (!lua_checkstack(L, 2) || !(lua_pushlstring(L, out, len), 1)) {
+		lua_pop(L, 4);
+		return;
+	}
+	if (engine_call(e, 2, name) != LUA_OK)  /* job, name[, err] */
+		report_error(e, "exec on_exit", name);
+	lua_pop(L, 2);
+}
+
+/* argv strings of the list at idx into a NULL-terminated array on a
+ * userdata (collected with the call). NULL when not a list of strings. */
+static char **string_list(lua_State *L, int idx, bool env)
+{
+	idx = lua_absindex(L, idx);
+	size_t n = 0;
+	if (env) {
+		lua_pushnil(L);
+		while (lua_next(L, idx)) {
+			n++;
+			lua_pop(L, 1);
+		}
+	} else {
+		n = lua_rawlen(L, idx);
+	}
+	if (n > 4096)
+		return NULL;
+	char **v = lua_newuserdatauv(L, (n + 1) * sizeof *v, 0);
+	size_t i = 0;
+	if (env) {
+		lua_pushnil(L);
+		while (lua_next(L, idx)) { /* ..., ud, k, v */
+			if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+				return NULL;
+			lua_pushfstring(L, "%s=%s", lua_tostring(L, -2), lua_tostring(L, -1));
+			v[i++] = (char *)lua_tostring(L, -1);
+			lua_insert(L, -4); /* keep the string alive below ud */
+			lua_pop(L, 1);
+		}
+	} else {
+		for (; i < n; i++) {
+			if (lua_rawgeti(L, idx, (lua_Integer)i + 1) != LUA_TSTRING)
+				return NULL;
+			v[i] = (char *)lua_tostring(L, -1);
+			lua_insert(L, -2); /* keep it alive below ud */
+		}
+	}
+	v[i] = NULL;
+	return v;
+}
+
+/* host.exec(argv, opts) -> true | nil, why. opts: timeout, env (table),
+ * user, stdout_cap, on_exit (function), name (for messages). */
+static int host_exec(lua_State *L)
+{
+	struct pw_engine *e = host_engine(L);
+	luaL_checktype(L, 1, LUA_TTABLE);
+	luaL_checktype(L, 2, LUA_TTABLE);
+	struct pw_exec_req req = {.owner = e, .ref = LUA_NOREF, .done = exec_done};
+	lua_getfield(L, 2, "timeout");
+	req.timeout = lua_tonumber(L, -1);
+	lua_getfield(L, 2, "stdout_cap");
+	req.stdout_cap = lua_isinteger(L, -1) ? (size_t)lua_tointeger(L, -1) : PW_EXEC_STDOUT_MAX;
+	lua_getfield(L, 2, "user");
+	req.user = lua_tostring(L, -1);
+	lua_pop(L, 3 - (req.user != NULL)); /* keep the user string alive */
+	req.argv = string_list(L, 1, false);
+	if (!req.argv)
+		return luaL_error(L, "exec: argv must be a list of strings");
+	if (lua_getfield(L, 2, "env") == LUA_TTABLE) {
+		req.env = string_list(L, -1, true);
+		if (!req.env)
+			return luaL_error(L, "exec: env must map names to strings");
+	}
+	if (lua_getfield(L, 2, "on_exit") == LUA_TFUNCTION) { /* ..., fn */
+		lua_createtable(L, 2, 0);
+		lua_insert(L, -2);
+		lua_rawseti(L, -2, 1);
+		lua_getfield(L, 2, "name");
+		lua_rawseti(L, -2, 2);
+		req.ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	}
+	const char *why = NULL;
+	if (api_exec(e->cfg.loop, &req, &why) < 0) {
+		if (req.ref != LUA_NOREF)
+			luaL_unref(L, LUA_REGISTRYINDEX, req.ref);
+		lua_pushnil(L);
+		lua_pushstring(L, why ? why : "failed");
+		return 2;
+	}
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
 static int open_host(lua_State *L)
 {
 	static const luaL_Reg funcs[] = {
 		{"want", host_want},   {"emit", host_emit},         {"timer", host_timer},
 		{"now", host_now},     {"stats", host_stats},       {"proc_ctx", host_proc_ctx},
-		{"sha256", host_sha256}, {NULL, NULL},
+		{"sha256", host_sha256}, {"signal", host_signal},   {"exec", host_exec},
+		{"children", host_children},
+		{NULL, NULL},
 	};
 	luaL_newlibtable(L, funcs);
 	lua_pushvalue(L, lua_upvalueindex(1)); /* the engine, as light userdata */
@@ -408,6 +561,8 @@ struct pw_engine *engine_new(const struct pw_engine_config *cfg, char *err, size
 	e->event_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* runtime */
 	lua_getfield(L, -1, "handlers");
 	e->handlers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	lua_getfield(L, -1, "fast_handlers");
+	e->fast_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	e->runtime_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	e->wall_offset_ns = pw_wall_offset_ns();
 	return e;
@@ -577,22 +732,25 @@ static void run_handlers(struct pw_engine *e, lua_Integer n)
 
 /* Push the handler list for type name and return its length (list pushed
  * even when empty). Stack: [-0, +1] */
-static lua_Integer push_handlers(struct pw_engine *e, const char *type)
+static lua_Integer push_list(struct pw_engine *e, int ref, const char *type)
 {
 	lua_State *L = e->L;
-	lua_rawgeti(L, LUA_REGISTRYINDEX, e->handlers_ref); /* handlers */
+	lua_rawgeti(L, LUA_REGISTRYINDEX, ref);              /* handlers */
 	lua_getfield(L, -1, type);                           /* handlers, list */
 	lua_remove(L, -2);                                   /* list */
 	return lua_istable(L, -1) ? (lua_Integer)lua_rawlen(L, -1) : 0;
 }
 
-void engine_dispatch(struct pw_engine *e, const struct pw_event *ev, const struct pw_ctx *ctx)
+static lua_Integer push_handlers(struct pw_engine *e, const char *type)
 {
-	if (!engine_wants(e, ev->type))
-		return;
+	return push_list(e, e->handlers_ref, type);
+}
+
+static void dispatch_list(struct pw_engine *e, int ref, const struct pw_event *ev, const struct pw_ctx *ctx)
+{
 	lua_State *L = e->L;
 	int top = lua_gettop(L);
-	lua_Integer n = push_handlers(e, pw_event_type_name(ev->type)); /* list */
+	lua_Integer n = push_list(e, ref, pw_event_type_name(ev->type)); /* list */
 	if (n == 0) {
 		lua_settop(L, top);
 		return;
@@ -611,6 +769,23 @@ void engine_dispatch(struct pw_engine *e, const struct pw_event *ev, const struc
 	e->st.dispatched[ev->type]++;
 	run_handlers(e, n);
 	lua_settop(L, top);
+}
+
+void engine_dispatch(struct pw_engine *e, const struct pw_event *ev, const struct pw_ctx *ctx)
+{
+	if (engine_wants(e, ev->type))
+		dispatch_list(e, e->handlers_ref, ev, ctx);
+}
+
+void engine_dispatch_fast(struct pw_engine *e, const struct pw_event *ev, const struct pw_ctx *ctx)
+{
+	if (ev->type == PW_EV_EXEC && e->fast_exec)
+		dispatch_list(e, e->fast_ref, ev, ctx);
+}
+
+bool engine_has_fast(const struct pw_engine *e)
+{
+	return e->fast_exec;
 }
 
 struct replay_args {
@@ -703,6 +878,7 @@ void engine_free(struct pw_engine *e)
 {
 	if (!e)
 		return;
+	api_exec_forget(e);
 	for (struct pw_timer *t = e->timers, *next; t; t = next) {
 		next = t->next;
 		ev_timer_stop(e->cfg.loop, &t->w);

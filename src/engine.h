@@ -49,6 +49,10 @@ void engine_start(struct pw_engine *e);
 /* Hand ev to the handlers of its type; ctx (may be NULL) is the process as it
  * was at the event. */
 void engine_dispatch(struct pw_engine *e, const struct pw_event *ev, const struct pw_ctx *ctx);
+/* The hot path: fast rules (effects on exe/argv alone) on an exec event,
+ * before the rest of the batch. Their outputs follow in engine_dispatch. */
+void engine_dispatch_fast(struct pw_engine *e, const struct pw_event *ev, const struct pw_ctx *ctx);
+bool engine_has_fast(const struct pw_engine *e);
 /* Feed one recorded JSON line through the same handlers. 0, or -1 with the
  * reason in err (bad line). */
 int engine_replay_line(struct pw_engine *e, const char *line, size_t len, char *err, size_t errlen);

@@ -9,12 +9,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
 #include <time.h>
 #include <unistd.h>
 #include <linux/capability.h>
 
 #include "core.h"
+#include "api.h"
 #include "dump.h"
 #include "engine.h"
 #include "log.h"
@@ -32,6 +38,7 @@
 
 struct options {
 	bool check, dump, stats, dry_run, live_actions;
+	int realtime; /* SCHED_FIFO priority, 0 = off */
 	const char *record, *replay;
 	enum pw_format dump_fmt, out_fmt;
 	bool out_fmt_set;
@@ -70,6 +77,7 @@ struct daemon {
 
 static struct pw_event batch[PW_NL_EVENT_CAP];
 static struct pw_ctx batch_ctx[PW_NL_EVENT_CAP];
+static int batch_pidfd[PW_NL_EVENT_CAP];
 
 /* ---- counters ---------------------------------------------------------- */
 
@@ -186,26 +194,48 @@ static void resync_cb(struct ev_loop *loop, ev_timer *w, int revents);
  * event in arrival order and exec contexts are captured from /proc at once,
  * before any rule runs, each event keeping a snapshot of its process; (2)
  * the rules see the events; (3) exited processes leave the table. */
+/* Does this event count for --max-events: did a rule, --dump or --record
+ * take it? (The process table's own events do not count.) */
+static bool counted(const struct daemon *d, const struct pw_event *ev)
+{
+	return d->opt.dump || d->record || engine_wants(d->engine, ev->type);
+}
+
 static void deliver(void *arg, struct pw_event *evs, int n)
 {
 	struct daemon *d = arg;
-	if (d->opt.max_events) {
+	if (d->opt.max_events) { /* cut the batch after the last event that counts */
 		uint64_t left = (uint64_t)d->opt.max_events - d->seen;
-		if ((uint64_t)n > left)
-			n = (int)left;
+		int i = 0;
+		for (; i < n && left > 0; i++)
+			left -= counted(d, &evs[i]);
+		n = i;
 	}
 	bool overflow = false;
 	bool all_ctx = d->record || d->opt.dump;
+	bool pin = engine_wants(d->engine, PW_EV_EXEC);
 	for (int i = 0; i < n; i++) {
 		bool wanted = all_ctx || engine_wants(d->engine, evs[i].type);
+		if (pin && evs[i].type == PW_EV_EXEC) { /* pin the process before reading it */
+			int fd = (int)syscall(SYS_pidfd_open, evs[i].tgid, 0);
+			if (fd >= 0)
+				batch_pidfd[i] = fd;
+		}
 		ptable_apply(d->ptable, &evs[i], wanted ? &batch_ctx[i] : NULL);
 		if (!wanted)
 			batch_ctx[i].known = false, batch_ctx[i].img = NULL;
+		if (batch_pidfd[i] >= 0)
+			api_pidfd_add(evs[i].tgid, batch_pidfd[i], batch_ctx[i].known ? batch_ctx[i].start_time : 0);
 		overflow |= evs[i].type == PW_EV_OVERFLOW;
 	}
+	if (engine_has_fast(d->engine)) /* the hot path: act on exe/argv at once */
+		for (int i = 0; i < n; i++)
+			engine_dispatch_fast(d->engine, &evs[i], &batch_ctx[i]);
+	for (int i = 0; i < n; i++)
+		ptable_complete(d->ptable, &evs[i], &batch_ctx[i]);
 	for (int i = 0; i < n; i++) {
 		const struct pw_event *ev = &evs[i];
-		d->seen++;
+		d->seen += counted(d, ev);
 		d->by_type[ev->type]++;
 		if (ev->type == PW_EV_OVERFLOW)
 			pw_log(PW_LOG_WARNING, "the kernel dropped events (receive buffer full): at least %llu lost",
@@ -225,7 +255,9 @@ static void deliver(void *arg, struct pw_event *evs, int n)
 	for (int i = 0; i < n; i++) {
 		ptable_ctx_release(&batch_ctx[i]);
 		ptable_retire(d->ptable, &evs[i]);
+		batch_pidfd[i] = -1;
 	}
+	api_pidfds_clear(); /* closes the batch's pidfds */
 	if (d->opt.dump)
 		fflush(stdout);
 	if (d->record)
@@ -372,6 +404,7 @@ static void usage(FILE *out)
 		"  -o, --output text|json   format of logs and alerts (default: text on a TTY, else json)\n"
 		"      --log TARGET         stdout, stderr, syslog or a file; repeatable (default stdout)\n"
 		"      --rcvbuf BYTES       netlink receive buffer (default 8 MiB)\n"
+		"      --realtime[=PRIO]    SCHED_FIFO loop (default 10), memory locked: fastest exec-to-kill\n"
 		"      --max-events N       stop after N events\n"
 		"      --duration SECONDS   stop after SECONDS\n"
 		"      --stats              print counters at exit (and on SIGUSR1)\n"
@@ -407,7 +440,7 @@ static int parse_number(const char *s, double lo, double hi, double *out)
 }
 
 enum { OPT_LOG = 256, OPT_RCVBUF, OPT_MAX_EVENTS, OPT_DURATION, OPT_STATS, OPT_VERSION,
-       OPT_LIVE_ACTIONS };
+       OPT_LIVE_ACTIONS, OPT_REALTIME };
 
 /* 0 ok, 1 exit 0 now (help/version), 2 usage error. */
 static int parse_options(int argc, char **argv, struct options *o)
@@ -420,6 +453,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"record", required_argument, 0, 'w'},
 		{"dry-run", no_argument, 0, 'n'},
 		{"live-actions", no_argument, 0, OPT_LIVE_ACTIONS},
+		{"realtime", optional_argument, 0, OPT_REALTIME},
 		{"log", required_argument, 0, OPT_LOG},
 		{"rcvbuf", required_argument, 0, OPT_RCVBUF},
 		{"max-events", required_argument, 0, OPT_MAX_EVENTS},
@@ -465,6 +499,16 @@ static int parse_options(int argc, char **argv, struct options *o)
 			break;
 		case OPT_LIVE_ACTIONS:
 			o->live_actions = true;
+			break;
+		case OPT_REALTIME:
+			o->realtime = 10;
+			if (optarg) {
+				if (parse_number(optarg, 1, 99, &v) < 0) {
+					fprintf(stderr, "procwarden: --realtime: '%s' is not a priority from 1 to 99\n", optarg);
+					return 2;
+				}
+				o->realtime = (int)v;
+			}
 			break;
 		case OPT_LOG:
 			if (o->nlogs == (int)(sizeof o->logs / sizeof o->logs[0])) {
@@ -607,6 +651,23 @@ static int replay(struct daemon *d)
 	return 0;
 }
 
+/* --realtime: SCHED_FIFO for the loop (children started by exec() go back
+ * to normal scheduling: SCHED_RESET_ON_FORK), all memory locked. */
+static int go_realtime(int prio)
+{
+	struct sched_param sp = {.sched_priority = prio};
+	if (sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &sp) < 0) {
+		fprintf(stderr, "procwarden: --realtime: SCHED_FIFO priority %d: %s\n", prio, strerror(errno));
+		return -1;
+	}
+	if (mlockall(MCL_CURRENT | MCL_FUTURE) < 0) {
+		fprintf(stderr, "procwarden: --realtime: mlockall: %s\n", strerror(errno));
+		return -1;
+	}
+	pw_log(PW_LOG_INFO, "realtime: SCHED_FIFO priority %d, memory locked", prio);
+	return 0;
+}
+
 static int run(struct daemon *d)
 {
 	char err[1024];
@@ -614,6 +675,8 @@ static int run(struct daemon *d)
 		fprintf(stderr, "procwarden: reading process events needs CAP_NET_ADMIN: run it as root (sudo procwarden)\n");
 		return 1;
 	}
+	if (d->opt.realtime && go_realtime(d->opt.realtime) < 0)
+		return 1;
 	if (netlink_open(&d->nl, d->opt.rcvbuf, err, sizeof err) < 0) {
 		fprintf(stderr, "procwarden: %s\n", err);
 		return 1;
@@ -654,6 +717,8 @@ int main(int argc, char **argv)
 {
 	struct daemon d;
 	memset(&d, 0, sizeof d);
+	for (size_t i = 0; i < PW_NL_EVENT_CAP; i++)
+		batch_pidfd[i] = -1;
 	int r = parse_options(argc, argv, &d.opt);
 	if (r)
 		return r == 1 ? 0 : 2;

@@ -157,6 +157,7 @@ int proc_read_stat(pid_t pid, struct pw_proc_stat *st)
 	st->pgid = (pid_t)f[5];
 	st->sid = (pid_t)f[6];
 	st->tty_nr = (unsigned)f[7];
+	st->flags = (unsigned)f[9];
 	st->start_time = f[22];
 	return 0;
 }

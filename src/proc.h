@@ -30,6 +30,7 @@ struct pw_proc_stat {
 	char comm[17];
 	pid_t ppid, pgid, sid;
 	unsigned tty_nr;     /* encoded device number, 0 = none */
+	unsigned flags;      /* PF_* (PF_KTHREAD = 0x00200000) */
 	uint64_t start_time; /* clock ticks since boot */
 };
 

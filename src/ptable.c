@@ -53,10 +53,11 @@ void image_unref(struct pw_image *img)
 	free(img);
 }
 
-/* Capture the exec context of tgid from /proc. NULL when it is gone. */
-static struct pw_image *image_capture(struct pw_ptable *t, pid_t tgid, const struct pw_proc_stat *st)
+/* Capture what a process runs (exe, argv) from /proc: the hot part of an
+ * exec, read before any rule runs. NULL when it is gone. */
+static struct pw_image *image_capture(struct pw_ptable *t, pid_t tgid)
 {
-	char exe[4096], argv[PW_ARGV_CAP], cgroup[1024];
+	char exe[4096], argv[PW_ARGV_CAP];
 	int exe_len = proc_read_exe(tgid, exe, sizeof exe);
 	bool trunc = false;
 	ssize_t argv_len = proc_read_file(tgid, "cmdline", argv, sizeof argv, &trunc);
@@ -76,7 +77,6 @@ static struct pw_image *image_capture(struct pw_ptable *t, pid_t tgid, const str
 		trunc = true;
 		t->st.image_trimmed++;
 	}
-	int cg_len = proc_read_cgroup(tgid, cgroup, sizeof cgroup);
 	struct pw_image *img = calloc(1, sizeof *img + (size_t)argv_len);
 	if (!img)
 		return NULL;
@@ -85,11 +85,7 @@ static struct pw_image *image_capture(struct pw_ptable *t, pid_t tgid, const str
 	img->argv_len = (uint32_t)argv_len;
 	img->argv_truncated = trunc;
 	img->exe = exe_len >= 0 ? strndup(exe, (size_t)exe_len) : NULL;
-	img->cgroup = cg_len >= 0 ? strndup(cgroup, (size_t)cg_len) : NULL;
-	if (st)
-		proc_tty_name(st->tty_nr, img->tty, sizeof img->tty);
-	img->bytes = sizeof *img + (size_t)argv_len + (exe_len > 0 ? (size_t)exe_len : 0) +
-		     (cg_len > 0 ? (size_t)cg_len : 0);
+	img->bytes = sizeof *img + (size_t)argv_len + (exe_len > 0 ? (size_t)exe_len : 0);
 	img->acct = &t->st.image_bytes;
 	*img->acct += img->bytes;
 	return img;
@@ -103,6 +99,16 @@ const struct pw_proc *ptable_get(struct pw_ptable *t, pid_t tgid)
 		if (p->tgid == tgid)
 			return p;
 	return NULL;
+}
+
+int ptable_children(struct pw_ptable *t, pid_t tgid, pid_t *out, int cap)
+{
+	int n = 0;
+	for (size_t b = 0; b < NBUCKETS && n < cap; b++)
+		for (const struct pw_proc *p = t->bucket[b]; p && n < cap; p = p->next)
+			if (p->ppid == tgid && !p->exited && p->tgid != tgid)
+				out[n++] = p->tgid;
+	return n;
 }
 
 static struct pw_proc *find(struct pw_ptable *t, pid_t tgid)
@@ -151,24 +157,34 @@ static struct pw_proc *fresh(struct pw_ptable *t, pid_t tgid)
 	return p;
 }
 
-/* Read everything an exec changes: stat, ids, image. */
-static void capture(struct pw_ptable *t, struct pw_proc *p)
+/* The hot part of an exec: what it runs (exe, argv). Rules that act on
+ * these alone run right after, before anything else is read. */
+static void capture_fast(struct pw_ptable *t, struct pw_proc *p)
 {
-	struct pw_proc_stat st;
-	struct pw_proc_status ids;
 	t->st.captures++;
-	bool have_stat = proc_read_stat(p->tgid, &st) == 0;
-	struct pw_image *img = image_capture(t, p->tgid, have_stat ? &st : NULL);
+	struct pw_image *img = image_capture(t, p->tgid);
 	image_unref(p->img);
 	p->img = img; /* NULL rather than the pre-exec program: never lie */
 	if (!img)
 		t->st.capture_failed++;
-	if (have_stat) {
+	p->needs_rest = true;
+}
+
+/* The rest of an exec: stat (start time, parents, comm, tty), ids
+ * (status) and cgroup. */
+static void capture_rest(struct pw_ptable *t, struct pw_proc *p)
+{
+	struct pw_proc_stat st;
+	struct pw_proc_status ids;
+	p->needs_rest = false;
+	if (proc_read_stat(p->tgid, &st) == 0) {
 		p->ppid = st.ppid;
 		p->pgid = st.pgid;
 		p->sid = st.sid;
 		p->start_time = st.start_time;
 		memcpy(p->comm, st.comm, sizeof p->comm);
+		if (p->img && !p->img->tty[0])
+			proc_tty_name(st.tty_nr, p->img->tty, sizeof p->img->tty);
 	}
 	if (proc_read_status(p->tgid, &ids) == 0) {
 		p->ruid = ids.ruid;
@@ -176,8 +192,43 @@ static void capture(struct pw_ptable *t, struct pw_proc *p)
 		p->rgid = ids.rgid;
 		p->egid = ids.egid;
 		p->creds_known = true;
-		if (!have_stat)
+		if (!p->ppid)
 			p->ppid = ids.ppid;
+	}
+	char cgroup[1024];
+	int n;
+	if (p->img && !p->img->cgroup && (n = proc_read_cgroup(p->tgid, cgroup, sizeof cgroup)) >= 0 &&
+	    (p->img->cgroup = strndup(cgroup, (size_t)n))) {
+		p->img->bytes += (size_t)n;
+		*p->img->acct += (size_t)n;
+	}
+}
+
+static void capture(struct pw_ptable *t, struct pw_proc *p)
+{
+	capture_fast(t, p);
+	capture_rest(t, p);
+}
+
+void ptable_complete(struct pw_ptable *t, const struct pw_event *ev, struct pw_ctx *ctx)
+{
+	if (ev->type != PW_EV_EXEC)
+		return;
+	struct pw_proc *p = find(t, ev->tgid);
+	if (!p || !p->needs_rest)
+		return;
+	capture_rest(t, p);
+	if (ctx && ctx->known) {
+		ctx->start_time = p->start_time;
+		ctx->pgid = p->pgid;
+		ctx->sid = p->sid;
+		memcpy(ctx->comm, p->comm, sizeof ctx->comm);
+		ctx->ruid = p->ruid;
+		ctx->euid = p->euid;
+		ctx->rgid = p->rgid;
+		ctx->egid = p->egid;
+		ctx->creds_known = p->creds_known;
+		ctx->ppid = p->ppid;
 	}
 }
 
@@ -245,7 +296,7 @@ void ptable_apply(struct pw_ptable *t, const struct pw_event *ev, struct pw_ctx 
 			p = fresh(t, ev->tgid);
 		if (p) {
 			p->tracer = 0; /* re-read below only if the rules ask */
-			capture(t, p);
+			capture_fast(t, p); /* the rest after the fast rules: ptable_complete */
 		}
 		break;
 	case PW_EV_EXIT:

@@ -23,8 +23,8 @@ struct pw_image {
 	size_t bytes;      /* accounted size */
 	uint64_t *acct;    /* the owning table's byte counter */
 	char *exe;         /* NULL when unknown */
-	char *cgroup;      /* NULL when unknown */
-	char tty[24];      /* "" when none */
+	char *cgroup;      /* NULL when unknown (set once, with the rest of the exec) */
+	char tty[24];      /* "" when none (set once, with the rest of the exec) */
 	char argv[];
 };
 
@@ -34,6 +34,7 @@ struct pw_proc {
 	uint32_t ruid, euid, rgid, egid;
 	bool creds_known;
 	bool exited;
+	bool needs_rest; /* exec seen, ids and cgroup not read yet */
 	pid_t tracer; /* tgid of the tracer, 0 = none */
 	char comm[PW_COMM_LEN + 1];
 	struct pw_image *img;
@@ -69,10 +70,13 @@ struct pw_ptable;
 struct pw_ptable *ptable_new(size_t max_entries);
 void ptable_free(struct pw_ptable *t);
 
-/* Apply one event to the table, in arrival order (exec contexts are read
- * from /proc here, at once). When ctx is not NULL it receives the process
+/* Apply one event to the table, in arrival order (for an exec, its stat,
+ * exe and argv are read from /proc here, at once). When ctx is not NULL it receives the process
  * as it is right after the event. Exited processes stay until retire. */
 void ptable_apply(struct pw_ptable *t, const struct pw_event *ev, struct pw_ctx *ctx);
+/* For an exec event: read the rest of the context (ids, cgroup) after the
+ * fast rules ran; ctx (may be NULL) is updated to match. */
+void ptable_complete(struct pw_ptable *t, const struct pw_event *ev, struct pw_ctx *ctx);
 /* After the event was dispatched: drop a process that exited. */
 void ptable_retire(struct pw_ptable *t, const struct pw_event *ev);
 
@@ -84,6 +88,8 @@ typedef void (*pw_scan_fn)(void *arg, const struct pw_proc *p, bool is_new);
 int ptable_scan(struct pw_ptable *t, pw_scan_fn each, void *arg);
 
 const struct pw_proc *ptable_get(struct pw_ptable *t, pid_t tgid);
+/* Up to cap tgids of live processes whose parent is tgid; returns how many. */
+int ptable_children(struct pw_ptable *t, pid_t tgid, pid_t *out, int cap);
 /* Snapshot of p (p may be NULL: ctx->known = false). */
 void ptable_ctx_of(const struct pw_proc *p, struct pw_ctx *ctx);
 void ptable_ctx_release(struct pw_ctx *ctx);

@@ -230,6 +230,12 @@ static json_t *json_results(lua_State *L, int idx)
 			if (o && lua_type(L, -1) == LUA_TSTRING)
 				json_object_set_new(o, "error", json_string(lua_tostring(L, -1)));
 			lua_pop(L, 3);
+			static const char *const ints[] = {"pid", "signal", "latency_ns"};
+			for (size_t k = 0; o && k < sizeof ints / sizeof ints[0]; k++) {
+				if (lua_getfield(L, -1, ints[k]) == LUA_TNUMBER)
+					json_object_set_new(o, ints[k], json_integer(lua_tointeger(L, -1)));
+				lua_pop(L, 1);
+			}
 			if (o)
 				json_array_append_new(a, o);
 		}

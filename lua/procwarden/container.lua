@@ -4,7 +4,7 @@
 -- hex-looking path segment alone is never taken for a container id.
 local M = {}
 
-local HEX64 = string.rep("%x", 64)
+local HEX64 = string.rep("[0-9a-f]", 64) -- lowercase, exactly 64 (see the anchors below)
 
 -- Patterns over the whole cgroup path; the capture is the id.
 local layouts = {
@@ -18,8 +18,9 @@ local layouts = {
   "/libpod%-(" .. HEX64 .. ")%.scope$",                  -- podman (systemd)
   "/libpod%-(" .. HEX64 .. ")%.scope/",
   "/libpod%-conmon%-(" .. HEX64 .. ")%.scope$",
-  "/machine%.slice/libpod%-(" .. HEX64 .. ")",
-  "/libpod_parent/libpod%-(" .. HEX64 .. ")",           -- podman, cgroupfs driver
+  "/machine%.slice/libpod%-(" .. HEX64 .. ")%.scope",
+  "/libpod_parent/libpod%-(" .. HEX64 .. ")$",          -- podman, cgroupfs driver
+  "/libpod_parent/libpod%-(" .. HEX64 .. ")/",
   "^/kubepods[%w%-_%./]*/pod[%w%-_]+/(" .. HEX64 .. ")$", -- kubepods, cgroupfs driver
 }
 

@@ -22,7 +22,7 @@ local MAX_ANCESTORS = 64
 
 local function replayed(e) return rawget(e, "_replay") == true end
 
--- Copy the captured context into e, once.
+-- Copy the captured context into e, once (no /proc read).
 local function fill(e)
   if rawget(e, "_filled") then return end
   rawset(e, "_filled", true)
@@ -204,6 +204,7 @@ fields.tracer = function(e)
 end
 
 M.fields = fields
+M.fill = fill
 
 local is_kernel -- set below
 
@@ -227,6 +228,7 @@ local function lazy_index(e, name)
   else
     value = read(e)
   end
+  if name == "valid" then return value end -- about now: never cached
   if value == nil then
     missed = missed or {}
     missed[name] = true

@@ -11,6 +11,7 @@ local suggest = require "procwarden.suggest"
 local match = require "procwarden.match"
 local rules = require "procwarden.rules"
 local sandbox = require "procwarden.sandbox"
+local actions = require "procwarden.actions"
 
 local M = {}
 
@@ -19,6 +20,9 @@ local M = {}
 -- never become Lua tables. engine.c counts failures on the entry and
 -- suspends it (entry.suspended) after too many in a row.
 M.handlers = {}
+-- fast_handlers.exec: fast rules, run on exec events as soon as exe and
+-- argv are read, before the rest of the batch (engine_dispatch_fast).
+M.fast_handlers = { exec = {} }
 M.types = {}
 M.type_set = {}
 for _, t in ipairs(core.event_types) do
@@ -103,25 +107,58 @@ end
 
 -- Run a compiled rule on an event: match, when, throttle, then the effect
 -- actions (kill, exec ...) before any output, then log/alert with their
--- results appended.
+-- results appended. A fast rule runs in two steps on kernel exec events:
+-- `fast` (match, throttle, effects) as soon as exe and argv are read, and
+-- `full` later, which only writes the outputs with the stashed results.
+local MAX_PENDING = 1024
+
 local function fire(r)
   local effects, outputs = {}, {}
   for _, a in ipairs(r.actions) do
     if a.phase == "effect" then effects[#effects + 1] = a else outputs[#outputs + 1] = a end
   end
-  return function(e)
-    if not r.enabled or not r.test(e) then return end
+  local pending, npending = {}, 0
+  local function key(e) return tostring(rawget(e, "pid")) .. ":" .. tostring(rawget(e, "ktime_ns")) end
+
+  local function act(e)
     local pass, summary = rules.throttle_pass(r, e, host.now())
     if summary then emit(r.priority, summary, "throttle", nil, r) end
-    if not pass then return end
+    if not pass then return nil end
     r.fired = r.fired + 1
     local results = {}
     for i = 1, #effects do
       local ok, err, done = effects[i].run(e, r)
       results[#results + 1] = { name = effects[i].kind, ok = ok == true, error = err, done = done or effects[i].kind }
     end
-    for i = 1, #outputs do outputs[i].run(e, r, results) end
+    return results
   end
+
+  local function full(e)
+    if r.fast then
+      local k = key(e)
+      local stashed = pending[k]
+      if stashed ~= nil then
+        pending[k], npending = nil, npending - 1
+        if stashed then
+          for i = 1, #outputs do outputs[i].run(e, r, stashed) end
+        end
+        return
+      end
+    end
+    if not r.enabled or not r.test(e) then return end
+    local results = act(e)
+    if results then
+      for i = 1, #outputs do outputs[i].run(e, r, results) end
+    end
+  end
+
+  local function fast(e)
+    if not r.enabled or not r.test(e) then return end
+    if npending >= MAX_PENDING then pending, npending = {}, 0 end
+    pending[key(e)] = act(e) or false
+    npending = npending + 1
+  end
+  return full, fast
 end
 
 function api.rule(spec)
@@ -133,9 +170,14 @@ function api.rule(spec)
   M.rule_names[r.name] = r.where
   r.fired = 0
   M.rules[#M.rules + 1] = r
-  local fn = fire(r)
+  local full, fast = fire(r)
   for _, t in ipairs(r.types) do
-    add_handler(t, { fn = fn, name = r.name, type = t, rule = r })
+    add_handler(t, { fn = full, name = r.name, type = t, rule = r })
+    if r.fast and t == "exec" then
+      local list = M.fast_handlers.exec
+      list[#list + 1] = { fn = fast, name = r.name, type = t, rule = r }
+      host.want(t, true)
+    end
   end
   return r
 end
@@ -170,6 +212,7 @@ end
 for _, name in ipairs { "prefix", "suffix", "contains", "iglob", "oneof", "not_" } do
   api[name] = match[name]
 end
+for name, fn in pairs(actions.make(M.state)) do api[name] = fn end
 
 M.api = api
 

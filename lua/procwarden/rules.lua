@@ -15,6 +15,14 @@ M.PRIORITIES = { debug = 1, info = 2, notice = 3, warning = 4, error = 5, critic
 M.PROCESS_OBJECTS = { parent = true, tracer = true, ancestors = true }
 M.THROTTLE_KEYS = 4096 -- keys a throttle remembers at most
 
+-- What an exec event knows before the rest of its context is read (the
+-- hot path: exe and argv), plus the process table's parent links.
+M.FAST_FIELDS = {}
+for _, f in ipairs { "type", "pid", "tgid", "thread", "cpu", "ktime_ns", "seq", "time", "startup",
+  "exe", "argv", "args", "cmdline", "argv_truncated", "parent", "ancestors" } do
+  M.FAST_FIELDS[f] = true
+end
+
 local actions = setmetatable({}, { __mode = "k" }) -- the action values made here
 -- An action value: run(e, rule) -> true | nil, message. phase "effect"
 -- (kill, exec, deny: run first) or "output" (log, alert: run after, with
@@ -162,6 +170,17 @@ function M.compile(spec, known_types, level)
     fail(level, "rule %s: 'enabled' must be true or false", name)
   end
   r.enabled = spec.enabled ~= false
+
+  -- A fast rule acts on an exec before the rest of the context is read:
+  -- no `when`, an effect (kill ...), and only fields known at once.
+  local fast = spec.when == nil
+  for _, k in ipairs(r.fields or {}) do
+    local first = string.match(k, "^([^.]+)") or k
+    if not M.FAST_FIELDS[first] then fast = false end
+  end
+  local effect = false
+  for _, a in ipairs(r.actions) do effect = effect or a.phase == "effect" end
+  r.fast = fast and effect
   return r
 end
 

@@ -1,0 +1,215 @@
+-- procwarden.actions: kill, signal, stop, exec and protect. In a rule's
+-- action list (at load) each call builds an action value that runs when the
+-- rule fires, against the event's process; called from a handler it acts at
+-- once on the target it is given. Every action is logged with its result;
+-- failures return nil and a message, they do not raise.
+local host = require "procwarden.host"
+local rules = require "procwarden.rules"
+local match = require "procwarden.match"
+local event = require "procwarden.event"
+
+local M = {}
+
+M.SIGNALS = {
+  HUP = 1, INT = 2, QUIT = 3, ILL = 4, TRAP = 5, ABRT = 6, BUS = 7, FPE = 8, KILL = 9,
+  USR1 = 10, SEGV = 11, USR2 = 12, PIPE = 13, ALRM = 14, TERM = 15, CHLD = 17, CONT = 18,
+  STOP = 19, TSTP = 20, TTIN = 21, TTOU = 22, URG = 23, XCPU = 24, XFSZ = 25, VTALRM = 26,
+  PROF = 27, WINCH = 28, IO = 29, PWR = 30, SYS = 31,
+}
+local NAMES = {}
+for name, n in pairs(M.SIGNALS) do NAMES[n] = "SIG" .. name end
+
+-- Signal number of "KILL", "SIGKILL", "sigkill" or 9; nil if none.
+function M.signal_number(sig)
+  if math.type(sig) == "integer" then
+    return (sig >= 0 and sig <= 64) and sig or nil
+  end
+  if type(sig) ~= "string" then return nil end
+  local name = string.upper(sig)
+  if string.sub(name, 1, 3) == "SIG" then name = string.sub(name, 4) end
+  return M.SIGNALS[name]
+end
+function M.signal_name(n) return NAMES[n] or ("signal " .. tostring(n)) end
+
+M.protected = {} -- compiled exe matchers from protect{}
+M.protected_globs = {}
+
+-- protect { "/usr/sbin/sshd", "*/systemd" }: exe globs no action signals.
+function M.protect(globs)
+  if type(globs) == "string" then globs = { globs } end
+  if type(globs) ~= "table" or #globs == 0 then error("protect: expects a list of exe globs", 2) end
+  for _, g in ipairs(globs) do
+    if type(g) ~= "string" then error("protect: expects a list of exe globs", 2) end
+    M.protected[#M.protected + 1] = match.compile(g)
+    M.protected_globs[#M.protected_globs + 1] = g
+  end
+  return true
+end
+
+local function is_protected(exe)
+  if exe == nil then return false end
+  for _, m in ipairs(M.protected) do
+    if m(exe) then return true end
+  end
+  return false
+end
+
+-- The process a target names: an event or process object, or a pid.
+local function resolve(target)
+  if type(target) == "table" then return target end
+  if math.type(target) == "integer" and target > 0 then return event.process(target) end
+  return nil
+end
+
+local function output(level, msg, e, name, ok, err, extra)
+  local result = { name = name, ok = ok, error = err }
+  for k, v in pairs(extra or {}) do result[k] = v end
+  host.emit(level, msg, "action", e, nil, { result })
+end
+
+-- Signal one process: identity-checked, protect{}-checked, dry-run aware.
+-- Returns ok, err, done ("killed" / "would kill" ...).
+local function send(p, sig, verb, state, e)
+  local pid = p.tgid or p.pid
+  local exe = p.exe
+  local what = ("pid %d (%s)"):format(pid, exe or "?")
+  if is_protected(exe) then
+    local why = "refused: protected (" .. exe .. ")"
+    output("warning", ("%s %s %s"):format(verb, what, why), e, verb, false, why)
+    return nil, why, verb
+  end
+  if state.dry_run then
+    output("notice", ("would %s %s with %s"):format(verb, what, M.signal_name(sig)), e, verb, true)
+    return true, nil, "would " .. verb
+  end
+  -- The captured start time only: the hot path must not read /proc. A
+  -- process of this batch is pinned by its pidfd already; any other is
+  -- checked against the start time in C.
+  event.fill(p)
+  local ok, why, sent_ns = host.signal(pid, rawget(p, "start_time"), sig)
+  if ok then
+    local lat, extra = "", { pid = pid, signal = sig }
+    local kt = e and rawget(e, "ktime_ns")
+    if sent_ns and kt then
+      extra.latency_ns = sent_ns - kt -- both CLOCK_MONOTONIC
+      lat = (" %d us after the event"):format(extra.latency_ns // 1000)
+    end
+    output("notice", ("%s %s with %s%s"):format(verb == "kill" and "killed" or "signalled", what,
+      M.signal_name(sig), lat), e, verb, true, nil, extra)
+    return true, nil, verb == "kill" and "killed" or "signalled"
+  end
+  output("warning", ("%s %s failed: %s"):format(verb, what, why), e, verb, false, why)
+  return nil, why, verb
+end
+
+-- Descendants of pid known to the process table, nearest first (bounded).
+local function descendants(p, e)
+  local out = {}
+  if not host.children then return out end
+  local queue, seen = { p.tgid or p.pid }, {}
+  while #queue > 0 and #out < 4096 do
+    local pid = table.remove(queue, 1)
+    for _, child in ipairs(host.children(pid) or {}) do
+      if not seen[child] then
+        seen[child] = true
+        out[#out + 1] = event.process(child)
+        queue[#queue + 1] = child
+      end
+    end
+  end
+  local _ = e
+  return out
+end
+
+local function do_kill(target, sig, opts, state, e, verb)
+  local p = resolve(target)
+  if p == nil then return nil, "no such target", verb end
+  local tree = opts and opts.tree
+  local kids = tree and descendants(p, e) or {}
+  local ok, err, done = send(p, sig, verb, state, e)
+  for _, child in ipairs(kids) do send(child, sig, verb, state, e) end
+  return ok, err, done
+end
+
+local function check_sig(sig, default, level)
+  if sig == nil then return default end
+  local n = M.signal_number(sig)
+  if n == nil then error(("unknown signal '%s'"):format(tostring(sig)), level + 1) end
+  return n
+end
+
+-- kill(target?, sig?, opts?)
+function M.make(state)
+  local api = {}
+
+  function api.kill(target, sig, opts)
+    if type(target) == "string" or (math.type(target) == "integer" and state.loading and sig == nil) then
+      -- kill "TERM" in an action list reads as a signal
+      target, sig = nil, target
+    end
+    local n = check_sig(sig, 9, 2)
+    if state.loading and (target == nil or type(target) ~= "table") then
+      return rules.action("kill", "effect", function(e) return do_kill(e, n, opts, state, e, "kill") end)
+    end
+    if target == nil then error("kill: no target: pass the event, a process or a pid", 2) end
+    return do_kill(target, n, opts, state, type(target) == "table" and target or nil, "kill")
+  end
+
+  function api.signal(sig, target)
+    local n = check_sig(sig, nil, 2)
+    if n == nil then error("signal: needs a signal", 2) end
+    if state.loading and target == nil then
+      return rules.action("signal", "effect", function(e) return do_kill(e, n, nil, state, e, "signal") end)
+    end
+    if target == nil then error("signal: no target: pass the event, a process or a pid", 2) end
+    return do_kill(target, n, nil, state, type(target) == "table" and target or nil, "signal")
+  end
+
+  function api.stop(target)
+    if state.loading and target == nil then
+      return rules.action("stop", "effect", function(e) return do_kill(e, 19, nil, state, e, "signal") end)
+    end
+    if target == nil then error("stop: no target: pass the event, a process or a pid", 2) end
+    return do_kill(target, 19, nil, state, type(target) == "table" and target or nil, "signal")
+  end
+
+  -- exec(argv, opts?): argv entries may be templates ("{pid}") expanded
+  -- from the event when run as an action.
+  function api.exec(argv, opts)
+    if type(argv) ~= "table" or #argv == 0 then error("exec: argv must be a non-empty list", 2) end
+    for i, a in ipairs(argv) do
+      if type(a) ~= "string" then error(("exec: argv[%d] must be a string"):format(i), 2) end
+    end
+    if string.sub(argv[1], 1, 1) ~= "/" then error("exec: argv[1] must be an absolute path (no shell)", 2) end
+    opts = opts or {}
+    if type(opts) ~= "table" then error("exec: opts must be a table", 2) end
+    for k in pairs(opts) do
+      if k ~= "timeout" and k ~= "env" and k ~= "user" and k ~= "on_exit" and k ~= "stdout_cap" then
+        error(("exec: unknown option '%s'"):format(tostring(k)), 2)
+      end
+    end
+    local template = require "procwarden.template"
+    local function run(e)
+      local expanded = {}
+      for i, a in ipairs(argv) do expanded[i] = e and template.expand(a, e) or a end
+      local text = table.concat(expanded, " ")
+      if state.dry_run then
+        output("notice", "would exec " .. text, e, "exec", true)
+        return true, nil, "would exec"
+      end
+      local o = { timeout = opts.timeout, env = opts.env, user = opts.user, stdout_cap = opts.stdout_cap,
+        on_exit = opts.on_exit, name = "exec " .. expanded[1] }
+      local ok, why = host.exec(expanded, o)
+      output(ok and "info" or "warning", ok and ("started " .. text) or ("exec " .. text .. " failed: " .. why),
+        e, "exec", ok == true, why)
+      return ok, why, ok and "exec started" or "exec"
+    end
+    if state.loading then return rules.action("exec", "effect", run) end
+    return run(nil)
+  end
+
+  api.protect = M.protect
+  return api
+end
+
+return M
