@@ -35,14 +35,20 @@ local function new_host(policy)
   function host.timer(t) policy._timers[#policy._timers + 1] = { entry = t, due = policy._now + t.seconds } end
   function host.now() return policy._now end
   function host.stats() return {} end
-  -- effects (kill, exec ...) land here through procwarden.actions
-  function host.effect(kind, args)
-    local a = { kind = kind, rule = policy._current }
-    for k, v in pairs(args or {}) do a[k] = v end
+  -- Effects are recorded, never performed.
+  local function effect(a)
+    a.rule = policy._current
     policy._actions[#policy._actions + 1] = a
+  end
+  function host.signal(pid, start_time, sig)
+    effect { kind = sig == 9 and "kill" or "signal", pid = pid, start_time = start_time, signal = sig }
     return true
   end
-  host.dry_run_only = true
+  function host.exec(argv, opts)
+    effect { kind = "exec", argv = argv, user = opts and opts.user, timeout = opts and opts.timeout }
+    return true
+  end
+  function host.children() return {} end
   return host
 end
 
