@@ -11,6 +11,8 @@
 #include <string.h>
 #include <sched.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <limits.h>
 #include <sys/syscall.h>
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
@@ -37,7 +39,7 @@
 #define DEFAULT_RCVBUF (8 << 20)
 
 struct options {
-	bool check, dump, stats, dry_run, live_actions;
+	bool check, dump, stats, dry_run, live_actions, insecure_rules;
 	int realtime; /* SCHED_FIFO priority, 0 = off */
 	const char *record, *replay;
 	enum pw_format dump_fmt, out_fmt;
@@ -339,8 +341,21 @@ static void sig_stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
 	stop(w->data);
 }
 
+static int rules_file_safe(const char *path, char *err, size_t errlen);
+
 static struct pw_engine *load_engine(struct daemon *d, char *err, size_t errlen)
 {
+	for (int i = 0; i < d->opt.nrules; i++) {
+		char why[768];
+		if (rules_file_safe(d->opt.rules[i], why, sizeof why) == 0)
+			continue;
+		if (!d->opt.insecure_rules) {
+			snprintf(err, errlen, "procwarden: refusing rules file %s\n  (rules run as root: fix the "
+					      "permissions, or use --insecure-rules for development)", why);
+			return NULL;
+		}
+		pw_log(PW_LOG_WARNING, "--insecure-rules: loading %s although %s", d->opt.rules[i], why);
+	}
 	struct pw_engine_config cfg = {
 		.loop = d->loop, .sink = d->sink, .ptable = d->ptable,
 		.push_stats = push_stats, .stats_ctx = d,
@@ -401,6 +416,7 @@ static void usage(FILE *out)
 		"      --live-actions       with --replay: perform actions for real\n"
 		"  -w, --record FILE        also write every event, with its process context, as JSON lines\n"
 		"  -n, --dry-run            log actions, do not perform them\n"
+		"      --insecure-rules     accept rules files others can write (development only)\n"
 		"  -o, --output text|json   format of logs and alerts (default: text on a TTY, else json)\n"
 		"      --log TARGET         stdout, stderr, syslog or a file; repeatable (default stdout)\n"
 		"      --rcvbuf BYTES       netlink receive buffer (default 8 MiB)\n"
@@ -440,7 +456,7 @@ static int parse_number(const char *s, double lo, double hi, double *out)
 }
 
 enum { OPT_LOG = 256, OPT_RCVBUF, OPT_MAX_EVENTS, OPT_DURATION, OPT_STATS, OPT_VERSION,
-       OPT_LIVE_ACTIONS, OPT_REALTIME };
+       OPT_LIVE_ACTIONS, OPT_REALTIME, OPT_INSECURE_RULES };
 
 /* 0 ok, 1 exit 0 now (help/version), 2 usage error. */
 static int parse_options(int argc, char **argv, struct options *o)
@@ -454,6 +470,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"dry-run", no_argument, 0, 'n'},
 		{"live-actions", no_argument, 0, OPT_LIVE_ACTIONS},
 		{"realtime", optional_argument, 0, OPT_REALTIME},
+		{"insecure-rules", no_argument, 0, OPT_INSECURE_RULES},
 		{"log", required_argument, 0, OPT_LOG},
 		{"rcvbuf", required_argument, 0, OPT_RCVBUF},
 		{"max-events", required_argument, 0, OPT_MAX_EVENTS},
@@ -499,6 +516,9 @@ static int parse_options(int argc, char **argv, struct options *o)
 			break;
 		case OPT_LIVE_ACTIONS:
 			o->live_actions = true;
+			break;
+		case OPT_INSECURE_RULES:
+			o->insecure_rules = true;
 			break;
 		case OPT_REALTIME:
 			o->realtime = 10;
@@ -568,6 +588,58 @@ static int parse_options(int argc, char **argv, struct options *o)
 	if (!o->out_fmt_set)
 		o->out_fmt = isatty(STDOUT_FILENO) ? PW_FMT_TEXT : PW_FMT_JSON;
 	return 0;
+}
+
+/* Rules files are code run as root (sshd's StrictModes): refuse a file
+ * that is not a regular file owned by root or by us, or that group or
+ * others may write, or that sits below a directory group or others may
+ * write (a sticky directory owned by root, like /tmp, excepted). 0, or -1
+ * with the reason in err. */
+static int rules_file_safe(const char *path, char *err, size_t errlen)
+{
+	char *real = realpath(path, NULL);
+	if (!real) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	uid_t me = geteuid();
+	struct stat sb;
+	int r = 0;
+	if (stat(real, &sb) < 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		r = -1;
+	} else if (!S_ISREG(sb.st_mode)) {
+		snprintf(err, errlen, "%s: not a regular file", path);
+		r = -1;
+	} else if (sb.st_uid != 0 && sb.st_uid != me) {
+		snprintf(err, errlen, "%s: owned by uid %u, neither root nor the daemon's user", path,
+			 (unsigned)sb.st_uid);
+		r = -1;
+	} else if (sb.st_mode & (S_IWGRP | S_IWOTH)) {
+		snprintf(err, errlen, "%s: writable by %s (chmod go-w)", path,
+			 sb.st_mode & S_IWOTH ? "others" : "its group");
+		r = -1;
+	}
+	for (char *slash = strrchr(real, '/'); r == 0 && slash; slash = strrchr(real, '/')) {
+		*slash = 0;
+		const char *dir = real[0] ? real : "/";
+		if (stat(dir, &sb) < 0) {
+			snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+			r = -1;
+		} else if (sb.st_uid != 0 && sb.st_uid != me) {
+			snprintf(err, errlen, "%s: directory of %s owned by uid %u, neither root nor the daemon's user",
+				 dir, path, (unsigned)sb.st_uid);
+			r = -1;
+		} else if ((sb.st_mode & (S_IWGRP | S_IWOTH)) && !((sb.st_mode & S_ISVTX) && sb.st_uid == 0)) {
+			snprintf(err, errlen, "%s: directory of %s is writable by %s", dir, path,
+				 sb.st_mode & S_IWOTH ? "others" : "its group");
+			r = -1;
+		}
+		if (!real[0])
+			break;
+	}
+	free(real);
+	return r;
 }
 
 /* Effective CAP_NET_ADMIN, asked of the kernel directly (no libcap). */

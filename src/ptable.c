@@ -296,6 +296,7 @@ void ptable_apply(struct pw_ptable *t, const struct pw_event *ev, struct pw_ctx 
 			p = fresh(t, ev->tgid);
 		if (p) {
 			p->tracer = 0; /* re-read below only if the rules ask */
+			p->comm[0] = 0; /* the new name comes with the rest: never the parent's */
 			capture_fast(t, p); /* the rest after the fast rules: ptable_complete */
 		}
 		break;
