@@ -76,8 +76,16 @@ int ctx_fill(lua_State *L)
 	lua_settop(L, 2); /* ud, t */
 	if (!c->known)
 		return 1;
+	/* A pre-exec decision: the context is the caller's, whose exe, argv and
+	 * name are not those of the program about to run. */
+	lua_pushliteral(L, "_decision");
+	bool decision = lua_rawget(L, 2) != LUA_TNIL;
+	lua_pop(L, 1);
 	const struct pw_image *img = c->img;
-	if (img) {
+	if (img && decision) {
+		set_str(L, "cgroup", img->cgroup);
+		set_str(L, "tty", img->tty);
+	} else if (img) {
 		set_str(L, "exe", img->exe);
 		set_str(L, "cgroup", img->cgroup);
 		set_str(L, "tty", img->tty);
@@ -107,7 +115,7 @@ int ctx_fill(lua_State *L)
 	lua_pushliteral(L, "comm");
 	bool has_comm = lua_rawget(L, 2) != LUA_TNIL; /* a comm event's own name wins */
 	lua_pop(L, 1);
-	if (!has_comm)
+	if (!has_comm && !decision)
 		set_str(L, "comm", c->comm);
 	if (c->tracer)
 		set_int(L, "_tracer", c->tracer);

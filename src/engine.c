@@ -16,6 +16,7 @@
 #include "api.h"
 #include "context.h"
 #include "core.h"
+#include "deny.h"
 #include "hash.h"
 #include "embedded.h"
 #include "log.h"
@@ -36,6 +37,8 @@ struct pw_engine {
 	int handlers_ref;  /* runtime.handlers */
 	int fast_ref;      /* runtime.fast_handlers */
 	bool fast_exec;    /* some rule acts on exec at once (fast_handlers.exec) */
+	bool has_deny;     /* some rule has deny() */
+	bool deny_sha256;  /* some deny rule matches on sha256 */
 	int runtime_ref;   /* the runtime module table */
 	int event_mt_ref;  /* metatable of event tables (lazy fields) */
 	int traceback_ref; /* message handler of the safe call */
@@ -169,7 +172,8 @@ static struct pw_engine *host_engine(lua_State *L)
 	return lua_touserdata(L, lua_upvalueindex(1));
 }
 
-/* host.want(type, fast?): a handler was added for type (fast: a fast rule). */
+/* host.want(type, fast?, deny?): a handler was added for type (fast: a fast
+ * rule; deny: "deny" or "deny+sha256" for a decision rule). */
 static int host_want(lua_State *L)
 {
 	struct pw_engine *e = host_engine(L);
@@ -178,6 +182,11 @@ static int host_want(lua_State *L)
 		e->wanted[t] = true;
 	if (t == PW_EV_EXEC && lua_toboolean(L, 2))
 		e->fast_exec = true;
+	const char *deny = lua_tostring(L, 3);
+	if (deny) {
+		e->has_deny = true;
+		e->deny_sha256 |= strcmp(deny, "deny+sha256") == 0;
+	}
 	return 0;
 }
 
@@ -836,6 +845,115 @@ int engine_replay_line(struct pw_engine *e, const char *line, size_t len, char *
 	}
 	lua_settop(L, top);
 	return 0;
+}
+
+/* Runs protected: the event of a pre-exec decision. Stack in: engine, req,
+ * ctx|nil; out: table. */
+static int push_decision_protected(lua_State *L)
+{
+	struct pw_engine *e = lua_touserdata(L, 1);
+	const struct pw_deny_req *r = lua_touserdata(L, 2);
+	const struct pw_ctx *ctx = lua_touserdata(L, 3);
+	lua_createtable(L, 0, 16);
+#define RAWSET(k, push) (lua_pushliteral(L, k), push, lua_rawset(L, -3))
+	RAWSET("type", lua_pushliteral(L, "exec"));
+	RAWSET("pid", lua_pushinteger(L, r->pid));
+	RAWSET("tgid", lua_pushinteger(L, r->pid));
+	RAWSET("thread", lua_pushboolean(L, 0));
+	RAWSET("startup", lua_pushboolean(L, 0));
+	RAWSET("_decision", lua_pushboolean(L, 1));
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	RAWSET("time", lua_pushnumber(L, (double)now.tv_sec + now.tv_nsec / 1e9));
+	if (r->exe[0])
+		RAWSET("exe", lua_pushstring(L, r->exe));
+	if (r->have_sha256)
+		RAWSET("sha256", lua_pushstring(L, r->sha256));
+	RAWSET("exe_uid", lua_pushinteger(L, r->exe_uid));
+	RAWSET("exe_gid", lua_pushinteger(L, r->exe_gid));
+	RAWSET("exe_mode", lua_pushinteger(L, r->exe_mode));
+#undef RAWSET
+	if (ctx && ctx->known) {
+		lua_pushliteral(L, "_ctx");
+		ctx_push(L, ctx);
+		lua_rawset(L, -3);
+	}
+	lua_rawgeti(L, LUA_REGISTRYINDEX, e->event_mt_ref);
+	lua_setmetatable(L, -2);
+	return 1;
+}
+
+/* Push the decision event of r. 0, or -1 (logged). Stack: [-0, +(1|0)] */
+static int push_decision(struct pw_engine *e, const struct pw_deny_req *r)
+{
+	lua_State *L = e->L;
+	struct pw_ctx ctx;
+	const struct pw_proc *p = e->cfg.ptable ? ptable_get(e->cfg.ptable, r->pid) : NULL;
+	ptable_ctx_of(p, &ctx);
+	lua_pushcfunction(L, push_decision_protected);
+	lua_pushlightuserdata(L, e);
+	lua_pushlightuserdata(L, (void *)r);
+	lua_pushlightuserdata(L, &ctx);
+	int st = lua_pcall(L, 3, 1, 0);
+	ptable_ctx_release(&ctx);
+	if (st != LUA_OK) {
+		report_error(e, "decision event for", r->exe);
+		return -1;
+	}
+	return 0;
+}
+
+void engine_decide(struct pw_engine *e, struct pw_deny_req *r)
+{
+	lua_State *L = e->L;
+	int top = lua_gettop(L);
+	r->deny = false;
+	r->rule[0] = 0;
+	if (push_decision(e, r) < 0)                        /* ev */
+		return;
+	lua_rawgeti(L, LUA_REGISTRYINDEX, e->runtime_ref);  /* ev, rt */
+	lua_getfield(L, -1, "decide");                      /* ev, rt, decide */
+	lua_pushvalue(L, -3);                               /* ev, rt, decide, ev */
+	if (engine_call(e, 1, "deny decision") != LUA_OK) { /* ev, rt[, err] */
+		report_error(e, "decision for", r->exe);
+	} else {
+		lua_pushliteral(L, "_verdict");
+		if (lua_rawget(L, -3) == LUA_TSTRING) {     /* ev, rt, verdict */
+			r->deny = true;
+			snprintf(r->rule, sizeof r->rule, "%s", lua_tostring(L, -1));
+		}
+	}
+	lua_settop(L, top);
+}
+
+void engine_deny_done(struct pw_engine *e, const struct pw_deny_req *r, bool late)
+{
+	lua_State *L = e->L;
+	int top = lua_gettop(L);
+	if (push_decision(e, r) < 0)                       /* ev */
+		return;
+	lua_rawgeti(L, LUA_REGISTRYINDEX, e->runtime_ref); /* ev, rt */
+	lua_getfield(L, -1, "decided");                    /* ev, rt, decided */
+	lua_pushvalue(L, -3);
+	lua_pushstring(L, r->rule);
+	lua_pushboolean(L, late);
+	lua_pushboolean(L, r->deny);                       /* ev, rt, decided, ev, rule, late, deny */
+	const char *prev = e->current;
+	e->current = r->rule[0] ? r->rule : "deny";
+	if (engine_call(e, 4, e->current) != LUA_OK)
+		report_error(e, "deny output", r->rule);
+	e->current = prev;
+	lua_settop(L, top);
+}
+
+bool engine_has_deny(const struct pw_engine *e)
+{
+	return e->has_deny;
+}
+
+bool engine_deny_needs_sha256(const struct pw_engine *e)
+{
+	return e->deny_sha256;
 }
 
 void engine_set_dry_run(struct pw_engine *e, bool dry_run)

@@ -13,6 +13,7 @@
 struct pw_sink;
 struct pw_ptable;
 struct pw_ctx;
+struct pw_deny_req;
 struct lua_State;
 
 #define PW_INSN_BUDGET 10000000L       /* VM instructions per call into user code */
@@ -56,6 +57,12 @@ bool engine_has_fast(const struct pw_engine *e);
 /* Feed one recorded JSON line through the same handlers. 0, or -1 with the
  * reason in err (bad line). */
 int engine_replay_line(struct pw_engine *e, const char *line, size_t len, char *err, size_t errlen);
+/* Pre-exec decisions (deny.c callbacks, loop thread): run the decision rules
+ * on a request; then, once answered, the deciding rule's outputs. */
+void engine_decide(struct pw_engine *e, struct pw_deny_req *req);
+void engine_deny_done(struct pw_engine *e, const struct pw_deny_req *req, bool late);
+bool engine_has_deny(const struct pw_engine *e);
+bool engine_deny_needs_sha256(const struct pw_engine *e);
 /* Actions log what they would do instead of doing it. */
 void engine_set_dry_run(struct pw_engine *e, bool dry_run);
 bool engine_wants(const struct pw_engine *e, enum pw_event_type t);

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -25,6 +26,7 @@ struct cache_entry {
 
 static struct cache_entry cache[CACHE_SLOTS];
 static struct pw_hash_stats st;
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER; /* the loop and the deny responder share the cache */
 
 static size_t cache_slot(const struct stat *sb)
 {
@@ -49,15 +51,17 @@ int hash_sha256_fd(int fd, char out[65])
 	if ((unsigned long long)sb.st_size > PW_HASH_MAX_BYTES)
 		return -EFBIG;
 	struct cache_entry *c = &cache[cache_slot(&sb)];
+	pthread_mutex_lock(&mu);
 	if (same_file(c, &sb)) {
 		st.cache_hits++;
 		memcpy(out, c->hex, 65);
+		pthread_mutex_unlock(&mu);
 		return 0;
 	}
+	pthread_mutex_unlock(&mu);
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
 	if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
 		EVP_MD_CTX_free(md);
-		st.failures++;
 		return -ENOMEM;
 	}
 	unsigned char buf[65536];
@@ -89,12 +93,15 @@ int hash_sha256_fd(int fd, char out[65])
 		err = -EIO;
 	EVP_MD_CTX_free(md);
 	if (err) {
+		pthread_mutex_lock(&mu);
 		st.failures++;
+		pthread_mutex_unlock(&mu);
 		return err;
 	}
 	for (unsigned i = 0; i < dlen && i < 32; i++)
 		snprintf(out + 2 * i, 3, "%02x", digest[i]);
 	out[64] = 0;
+	pthread_mutex_lock(&mu);
 	st.computed++;
 	c->dev = sb.st_dev;
 	c->ino = sb.st_ino;
@@ -103,6 +110,7 @@ int hash_sha256_fd(int fd, char out[65])
 	c->ctime = sb.st_ctim;
 	memcpy(c->hex, out, 65);
 	c->used = true;
+	pthread_mutex_unlock(&mu);
 	return 0;
 }
 

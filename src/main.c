@@ -22,9 +22,11 @@
 #include <linux/capability.h>
 
 #include "core.h"
+#include "deny.h"
 #include "api.h"
 #include "dump.h"
 #include "engine.h"
+#include "hash.h"
 #include "log.h"
 #include "netlink.h"
 #include "ptable.h"
@@ -39,7 +41,8 @@
 #define DEFAULT_RCVBUF (8 << 20)
 
 struct options {
-	bool check, dump, stats, dry_run, live_actions, insecure_rules;
+	bool check, dump, stats, dry_run, live_actions, insecure_rules, deny_fail_closed;
+	int deny_timeout_ms;
 	int realtime; /* SCHED_FIFO priority, 0 = off */
 	const char *record, *replay;
 	enum pw_format dump_fmt, out_fmt;
@@ -61,6 +64,9 @@ struct daemon {
 	struct pw_engine *engine;
 	struct pw_sink *sink;
 	struct pw_ptable *ptable;
+	struct pw_deny *deny;
+	struct pw_deny_stats deny_final; /* counters of the last responder stopped */
+	bool deny_warned, deny_ran;
 	bool resync_pending;
 	ev_timer resync;
 	int64_t wall_offset_ns;
@@ -139,6 +145,30 @@ static int collect_counters(const struct daemon *d, struct counter *c, int cap)
 		C("argv_trimmed", ps->image_trimmed);
 		C("proc_scans", ps->scans);
 	}
+	if (d->deny || d->deny_ran) {
+		const struct pw_deny_stats *ds = d->deny ? deny_stats(d->deny) : &d->deny_final;
+		C("deny_requests", ds->requests);
+		C("deny_decisions", ds->decisions);
+		C("deny_denied", ds->denied);
+		C("deny_timeouts", ds->timeouts);
+		C("deny_hash_late", ds->hash_late);
+		C("deny_own_execs", ds->own);
+		C("deny_filesystems", ds->filesystems);
+		C("deny_mark_failures", ds->mark_failures);
+	}
+	{
+		const struct pw_hash_stats *hs = hash_stats();
+		C("sha256_computed", hs->computed);
+		C("sha256_cache_hits", hs->cache_hits);
+		const struct pw_api_stats *as = api_stats();
+		C("signals_sent", as->signals_sent);
+		C("signals_refused", as->signals_refused);
+		C("signals_failed", as->signals_failed);
+		C("execs_started", as->execs_started);
+		C("execs_queued", as->execs_queued);
+		C("execs_refused", as->execs_refused);
+		C("exec_timeouts", as->exec_timeouts);
+	}
 	if (d->opt.record) {
 		C("recorded", d->recorded);
 		C("record_failures", d->record_failures);
@@ -159,8 +189,8 @@ static int collect_counters(const struct daemon *d, struct counter *c, int cap)
 
 static void print_stats(const struct daemon *d)
 {
-	struct counter c[96];
-	int n = collect_counters(d, c, 96);
+	struct counter c[160];
+	int n = collect_counters(d, c, 160);
 	fprintf(stderr, "procwarden stats:\n");
 	for (int i = 0; i < n; i++)
 		fprintf(stderr, "  %-22s %llu\n", c[i].name, (unsigned long long)c[i].value);
@@ -173,8 +203,8 @@ static void print_stats(const struct daemon *d)
 /* stats() in Lua: the same counters as a table. Stack: [-0, +1] */
 static void push_stats(void *ctx, lua_State *L)
 {
-	struct counter c[96];
-	int n = collect_counters(ctx, c, 96);
+	struct counter c[160];
+	int n = collect_counters(ctx, c, 160);
 	lua_createtable(L, 0, n);
 	for (int i = 0; i < n; i++) {
 		lua_pushinteger(L, (lua_Integer)c[i].value);
@@ -235,6 +265,10 @@ static void deliver(void *arg, struct pw_event *evs, int n)
 			engine_dispatch_fast(d->engine, &evs[i], &batch_ctx[i]);
 	for (int i = 0; i < n; i++)
 		ptable_complete(d->ptable, &evs[i], &batch_ctx[i]);
+	if (d->deny) /* an exec from a filesystem not marked yet: mark it for next time */
+		for (int i = 0; i < n; i++)
+			if (evs[i].type == PW_EV_EXEC && batch_ctx[i].img && batch_ctx[i].img->exe)
+				deny_cover(d->deny, batch_ctx[i].img->exe);
 	for (int i = 0; i < n; i++) {
 		const struct pw_event *ev = &evs[i];
 		d->seen += counted(d, ev);
@@ -371,6 +405,56 @@ static struct pw_engine *load_engine(struct daemon *d, char *err, size_t errlen)
 	return e;
 }
 
+/* ---- pre-exec decisions ------------------------------------------------ */
+
+static void deny_decide_cb(void *ctx, struct pw_deny_req *req)
+{
+	struct daemon *d = ctx;
+	engine_decide(d->engine, req);
+}
+
+static void deny_done_cb(void *ctx, const struct pw_deny_req *req, bool late)
+{
+	struct daemon *d = ctx;
+	engine_deny_done(d->engine, req, late);
+}
+
+static void stop_deny(struct daemon *d)
+{
+	if (!d->deny)
+		return;
+	d->deny_final = *deny_stats(d->deny);
+	d->deny_ran = true;
+	deny_stop(d->deny); /* the kernel allows whatever still waits */
+	d->deny = NULL;
+}
+
+/* Start (or adjust) fanotify for the engine's deny rules. Where it cannot
+ * be had, say once why: those rules then act by kill after exec. */
+static void deny_update(struct daemon *d)
+{
+	if (!engine_has_deny(d->engine)) {
+		stop_deny(d); /* no decision rule: no mark at all */
+		return;
+	}
+	if (d->deny) {
+		deny_set_need_sha256(d->deny, engine_deny_needs_sha256(d->engine));
+		return;
+	}
+	struct pw_deny_config cfg = {
+		.loop = d->loop, .timeout_ms = d->opt.deny_timeout_ms, .fail_closed = d->opt.deny_fail_closed,
+		.dry_run = d->opt.dry_run, .need_sha256 = engine_deny_needs_sha256(d->engine),
+		.decide = deny_decide_cb, .done = deny_done_cb, .ctx = d,
+	};
+	char err[512];
+	d->deny = deny_start(&cfg, err, sizeof err);
+	if (!d->deny && !d->deny_warned) {
+		d->deny_warned = true;
+		pw_log(PW_LOG_WARNING, "deny() is unavailable (%s): deny rules act by kill after exec instead, "
+				       "which a fast binary can outrun", err);
+	}
+}
+
 /* SIGHUP: build a new state, swap only on success; reopen log files. */
 static void sig_hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
@@ -387,6 +471,8 @@ static void sig_hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
 	d->engine = e;
 	engine_start(e);
 	d->reloads++;
+	if (d->nl_open)
+		deny_update(d); /* the decision rules swap with the state */
 	if (d->nl_open && netlink_set_mask(&d->nl, wanted_mask(d)) < 0)
 		pw_log(PW_LOG_ERROR, "reload: set event mask: %s", strerror(errno));
 	pw_log(PW_LOG_NOTICE, "rules reloaded");
@@ -417,6 +503,8 @@ static void usage(FILE *out)
 		"  -w, --record FILE        also write every event, with its process context, as JSON lines\n"
 		"  -n, --dry-run            log actions, do not perform them\n"
 		"      --insecure-rules     accept rules files others can write (development only)\n"
+		"      --deny-timeout MS    deadline of a pre-exec decision (default 200)\n"
+		"      --deny-fail-closed   a decision not made in time denies (default: allows)\n"
 		"  -o, --output text|json   format of logs and alerts (default: text on a TTY, else json)\n"
 		"      --log TARGET         stdout, stderr, syslog or a file; repeatable (default stdout)\n"
 		"      --rcvbuf BYTES       netlink receive buffer (default 8 MiB)\n"
@@ -456,7 +544,7 @@ static int parse_number(const char *s, double lo, double hi, double *out)
 }
 
 enum { OPT_LOG = 256, OPT_RCVBUF, OPT_MAX_EVENTS, OPT_DURATION, OPT_STATS, OPT_VERSION,
-       OPT_LIVE_ACTIONS, OPT_REALTIME, OPT_INSECURE_RULES };
+       OPT_LIVE_ACTIONS, OPT_REALTIME, OPT_INSECURE_RULES, OPT_DENY_TIMEOUT, OPT_DENY_FAIL_CLOSED };
 
 /* 0 ok, 1 exit 0 now (help/version), 2 usage error. */
 static int parse_options(int argc, char **argv, struct options *o)
@@ -471,6 +559,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"live-actions", no_argument, 0, OPT_LIVE_ACTIONS},
 		{"realtime", optional_argument, 0, OPT_REALTIME},
 		{"insecure-rules", no_argument, 0, OPT_INSECURE_RULES},
+		{"deny-timeout", required_argument, 0, OPT_DENY_TIMEOUT},
+		{"deny-fail-closed", no_argument, 0, OPT_DENY_FAIL_CLOSED},
 		{"log", required_argument, 0, OPT_LOG},
 		{"rcvbuf", required_argument, 0, OPT_RCVBUF},
 		{"max-events", required_argument, 0, OPT_MAX_EVENTS},
@@ -484,6 +574,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 	};
 	memset(o, 0, sizeof *o);
 	o->rcvbuf = DEFAULT_RCVBUF;
+	o->deny_timeout_ms = PW_DENY_TIMEOUT_MS;
 	int c;
 	double v;
 	while ((c = getopt_long(argc, argv, "cd::o:r:w:nvqh", longopts, NULL)) != -1) {
@@ -516,6 +607,16 @@ static int parse_options(int argc, char **argv, struct options *o)
 			break;
 		case OPT_LIVE_ACTIONS:
 			o->live_actions = true;
+			break;
+		case OPT_DENY_TIMEOUT:
+			if (parse_number(optarg, 1, 10000, &v) < 0) {
+				fprintf(stderr, "procwarden: --deny-timeout: '%s' is not a number of ms from 1 to 10000\n", optarg);
+				return 2;
+			}
+			o->deny_timeout_ms = (int)v;
+			break;
+		case OPT_DENY_FAIL_CLOSED:
+			o->deny_fail_closed = true;
 			break;
 		case OPT_INSECURE_RULES:
 			o->insecure_rules = true;
@@ -763,6 +864,7 @@ static int run(struct daemon *d)
 	}
 	pw_log(PW_LOG_INFO, "subscribed (%s, mask 0x%08x), receive buffer %d bytes",
 	       d->nl.proc_input ? "proc_input" : "legacy op", d->nl.mask, d->opt.rcvbuf);
+	deny_update(d);
 	/* After subscribing, so nothing falls between the scan and the events. */
 	int found = ptable_scan(d->ptable, scan_found, d);
 	if (found < 0)
@@ -781,6 +883,7 @@ static int run(struct daemon *d)
 	if (!(d->opt.max_events && d->seen >= (uint64_t)d->opt.max_events))
 		ev_run(d->loop, 0);
 
+	stop_deny(d);
 	netlink_unsubscribe(&d->nl);
 	return d->exit_code;
 }

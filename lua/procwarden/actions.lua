@@ -208,6 +208,22 @@ function M.make(state)
     return run(nil)
   end
 
+  -- deny(): in an exec rule's action list. The decision itself is made
+  -- before the program runs (fanotify, see procwarden.decide); on the exec
+  -- event the same rule acts only where that did not happen (memfd, an
+  -- unmarked filesystem, no fanotify, a late decision): kill after exec.
+  function api.deny()
+    if not state.loading then error("deny: only in a rule's action list", 2) end
+    return rules.action("deny", "effect", function(e)
+      if state.dry_run then
+        output("notice", ("would deny exec of %s by pid %s"):format(tostring(e.exe), tostring(e.pid)), e, "deny", true)
+        return true, nil, "would deny"
+      end
+      local ok, err = do_kill(e, 9, nil, state, e, "kill")
+      return ok, err, ok and "killed after exec" or "kill after exec"
+    end)
+  end
+
   api.protect = M.protect
   return api
 end

@@ -157,9 +157,13 @@ fields.caps = function(e)
 end
 
 fields.sha256 = function(e)
-  if not e.valid or not host.sha256 then return nil end
+  if rawget(e, "_decision") or not e.valid or not host.sha256 then return nil end
   return (host.sha256(e.tgid))
 end
+-- The file being executed, on pre-exec decisions only.
+fields.exe_uid = function() return nil end
+fields.exe_gid = function() return nil end
+fields.exe_mode = function() return nil end
 
 -- Process objects.
 local function process(pid)
@@ -207,6 +211,7 @@ M.fields = fields
 M.fill = fill
 
 local is_kernel -- set below
+local NOT_AT_DECISION = { argv = true, args = true, cmdline = true, comm = true, argv_truncated = true }
 
 local function lazy_index(e, name)
   local read = fields[name]
@@ -220,6 +225,9 @@ local function lazy_index(e, name)
   if value ~= nil then return value end
   local missed = misses[e]
   if missed and missed[name] then return nil end
+  -- Before an exec runs, the new program's argv and name are not known:
+  -- never read them from the caller.
+  if NOT_AT_DECISION[name] and rawget(e, "_decision") then return nil end
   if replayed(e) then
     value = nil -- a recorded line has what it has
     if name == "valid" then value = false

@@ -34,6 +34,7 @@ for _, t in ipairs(core.event_types) do
 end
 M.timers = {}
 M.rules = {}       -- compiled rules, in load order
+M.decision_rules = {} -- rules with deny(): evaluated before an exec runs
 M.rule_names = {}  -- name -> "file:line" where it was defined
 M.state = { loading = false, dry_run = false }
 M.levels = rules.PRIORITIES
@@ -169,7 +170,12 @@ function api.rule(spec)
   end
   M.rule_names[r.name] = r.where
   r.fired = 0
+  r.denied = 0
   M.rules[#M.rules + 1] = r
+  if r.deny then
+    M.decision_rules[#M.decision_rules + 1] = r
+    host.want("exec", nil, r.uses_sha256 and "deny+sha256" or "deny")
+  end
   local full, fast = fire(r)
   for _, t in ipairs(r.types) do
     add_handler(t, { fn = full, name = r.name, type = t, rule = r })
@@ -180,6 +186,43 @@ function api.rule(spec)
     end
   end
   return r
+end
+
+-- A pre-exec decision (engine.c, called from the loop for each fanotify
+-- request): the first enabled decision rule that matches denies. The event
+-- is the exec to be: exe, sha256, exe_uid/exe_gid/exe_mode and the calling
+-- process; the verdict is left in the table for the engine to read.
+function M.decide(e)
+  for _, r in ipairs(M.decision_rules) do
+    if r.enabled and r.test(e) then
+      r.denied = r.denied + 1
+      r.fired = r.fired + 1
+      rawset(e, "_verdict", r.name)
+      return
+    end
+  end
+end
+
+-- After the answer was written: the deciding rule's outputs, or a line
+-- saying the daemon answered by default.
+function M.decided(e, rule_name, late, denied)
+  local name = rule_name
+  if late then
+    emit("warning", ("no decision in time for exec of {exe} by pid {pid}: %s by default")
+      :format(denied and "denied" or "allowed"), "deny", e)
+    return
+  end
+  for _, r in ipairs(M.decision_rules) do
+    if r.name == name then
+      local done = M.state.dry_run and "would deny" or "denied"
+      local results = { { name = "deny", ok = true, done = done } }
+      host.emit(r.priority, template.expand(done .. " exec of {exe} by pid {pid}", e), "action", e, r.tags, results)
+      for _, a in ipairs(r.actions) do
+        if a.phase == "output" then a.run(e, r, results) end
+      end
+      return
+    end
+  end
 end
 
 local function timer(name, seconds, fn, again)
@@ -258,6 +301,7 @@ function M.summary()
 end
 
 -- Per-rule lines for --stats.
+-- (rules with deny() also count their pre-exec denials as firings)
 function M.rule_stats()
   local lines = {}
   for _, t in ipairs(M.types) do

@@ -14,6 +14,7 @@ for _, k in ipairs(M.KEYS) do KEY_SET[k] = true end
 M.PRIORITIES = { debug = 1, info = 2, notice = 3, warning = 4, error = 5, critical = 6 }
 M.PROCESS_OBJECTS = { parent = true, tracer = true, ancestors = true }
 M.THROTTLE_KEYS = 4096 -- keys a throttle remembers at most
+M.NOT_AT_DECISION = { argv = true, args = true, cmdline = true, comm = true, argv_truncated = true }
 
 -- What an exec event knows before the rest of its context is read (the
 -- hot path: exe and argv), plus the process table's parent links.
@@ -170,6 +171,23 @@ function M.compile(spec, known_types, level)
     fail(level, "rule %s: 'enabled' must be true or false", name)
   end
   r.enabled = spec.enabled ~= false
+
+  -- deny(): a decision before the program runs (fanotify), so only what is
+  -- known then may be matched: not the new program's argv or name.
+  for _, a in ipairs(r.actions) do r.deny = r.deny or a.kind == "deny" end
+  if r.deny then
+    if #r.types ~= 1 or r.types[1] ~= "exec" then
+      fail(level, "rule %s: deny() only applies to exec rules (on = \"exec\")", name)
+    end
+    for _, k in ipairs(r.fields or {}) do
+      if M.NOT_AT_DECISION[k] then
+        fail(level, "rule %s: deny() decides before the program runs, when its %s is not known yet; "
+          .. "match on exe, sha256, exe_uid/exe_mode or the calling process (uid, user, parent, ancestors ...)",
+          name, k)
+      end
+    end
+    r.uses_sha256 = spec.match ~= nil and spec.match.sha256 ~= nil
+  end
 
   -- A fast rule acts on an exec before the rest of the context is read:
   -- no `when`, an effect (kill ...), and only fields known at once.

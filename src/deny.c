@@ -1,0 +1,527 @@
+/* deny.c: pre-exec decisions. A responder thread owns the fanotify fd
+ * (FAN_CLASS_CONTENT, FAN_OPEN_EXEC_PERM marks on whole filesystems). It
+ * reads exec permission requests in rounds, gathers what is known before
+ * the program runs (the file's path, owner, mode and, when a rule needs it,
+ * sha256 of the exact bytes), hands the round to the loop thread (ev_async)
+ * where the decision rules run, and answers every request by its deadline:
+ * with the rules' verdict when it came in time, else by default (allow, or
+ * deny with --deny-fail-closed; deny when a needed hash was not ready). It
+ * also keeps the marks current: every filesystem of this mount namespace
+ * (re-read when /proc/self/mountinfo changes) and of other mount namespaces
+ * (containers), found by a periodic scan. If the daemon dies, the kernel
+ * allows whatever was waiting. */
+#include "deny.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/fanotify.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hash.h"
+#include "log.h"
+
+#define MAX_MARKS 1024
+#define MAX_NAMESPACES 512
+#define DONE_MAX (PW_DENY_BATCH * 4)
+#define NS_SCAN_MS 2000
+
+enum { SLOT_FREE, SLOT_ASKED, SLOT_DECIDED };
+
+struct slot {
+	struct pw_deny_req req;
+	int fd;       /* the event's fd (of the file being executed) */
+	int state;
+	bool late;
+};
+
+struct pw_deny {
+	struct pw_deny_config cfg;
+	int fan;
+	int stop_pipe[2];
+	int mountinfo;
+	pthread_t thread;
+	bool thread_started;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	/* the round in progress (under mu) */
+	struct slot slots[PW_DENY_BATCH];
+	int nslots;
+	uint64_t round;
+	bool round_open;
+	/* answered requests waiting for their outputs on the loop (under mu) */
+	struct pw_deny_req done[DONE_MAX];
+	bool done_late[DONE_MAX];
+	int ndone;
+	ev_async async;
+	/* marks (under mu) */
+	dev_t marked[MAX_MARKS];
+	int nmarked;
+	ino_t namespaces[MAX_NAMESPACES];
+	int nnamespaces;
+	atomic_bool need_sha256;
+	struct pw_deny_stats st; /* under mu */
+};
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- marks ------------------------------------------------------------- */
+
+static bool pseudo_fs(const char *type)
+{
+	static const char *const skip[] = {
+		"proc", "sysfs", "cgroup", "cgroup2", "devpts", "mqueue", "bpf", "tracefs", "debugfs",
+		"securityfs", "pstore", "configfs", "fusectl", "autofs", "binfmt_misc", "nsfs",
+		"efivarfs", "selinuxfs", "rpc_pipefs",
+	};
+	for (size_t i = 0; i < sizeof skip / sizeof skip[0]; i++)
+		if (strcmp(type, skip[i]) == 0)
+			return true;
+	return false;
+}
+
+/* Mark the filesystem holding path (once per device). Logs new marks when
+ * verbose is set. Caller holds mu. */
+static void mark_path(struct pw_deny *d, const char *path, const char *type, bool verbose)
+{
+	struct stat sb;
+	if (stat(path, &sb) < 0)
+		return;
+	for (int i = 0; i < d->nmarked; i++)
+		if (d->marked[i] == sb.st_dev)
+			return;
+	if (d->nmarked == MAX_MARKS) {
+		d->st.mark_failures++;
+		return;
+	}
+	if (fanotify_mark(d->fan, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, FAN_OPEN_EXEC_PERM, AT_FDCWD, path) < 0) {
+		d->st.mark_failures++;
+		pw_log(PW_LOG_WARNING, "deny: cannot cover %s (%s): %s; execs from it are killed after exec instead",
+		       path, type ? type : "?", strerror(errno));
+		d->marked[d->nmarked++] = sb.st_dev; /* do not retry at every change */
+		return;
+	}
+	d->marked[d->nmarked++] = sb.st_dev;
+	d->st.filesystems++;
+	if (verbose)
+		pw_log(PW_LOG_NOTICE, "deny: covering %s (%s)", path, type ? type : "?");
+}
+
+/* Undo mountinfo's octal escapes (\040 for a space) in place. */
+static void unescape(char *s)
+{
+	char *w = s;
+	for (char *r = s; *r; r++) {
+		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' && r[3] >= '0' && r[3] <= '7') {
+			*w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
+			r += 3;
+		} else {
+			*w++ = *r;
+		}
+	}
+	*w = 0;
+}
+
+/* Mark every real filesystem listed in a mountinfo file; prefix is
+ * prepended to mount points (another namespace: /proc/PID/root). */
+static void mark_mountinfo(struct pw_deny *d, const char *mountinfo, const char *prefix, bool verbose)
+{
+	FILE *f = fopen(mountinfo, "re");
+	if (!f)
+		return;
+	char line[4096];
+	while (fgets(line, sizeof line, f)) {
+		/* id parent maj:min root mountpoint options [optional...] - type source superopts */
+		char *save = NULL, *field[5] = {0};
+		char *tok = strtok_r(line, " ", &save);
+		for (int i = 0; i < 5 && tok; i++, tok = strtok_r(NULL, " ", &save))
+			field[i] = tok;
+		if (!field[4])
+			continue;
+		while (tok && strcmp(tok, "-") != 0)
+			tok = strtok_r(NULL, " ", &save);
+		char *type = tok ? strtok_r(NULL, " ", &save) : NULL;
+		if (!type || pseudo_fs(type))
+			continue;
+		unescape(field[4]);
+		char path[PATH_MAX];
+		if (snprintf(path, sizeof path, "%s%s", prefix, field[4]) >= (int)sizeof path)
+			continue;
+		pthread_mutex_lock(&d->mu);
+		mark_path(d, path, type, verbose);
+		pthread_mutex_unlock(&d->mu);
+	}
+	fclose(f);
+}
+
+/* Filesystems of other mount namespaces (containers) not seen yet. */
+static void scan_namespaces(struct pw_deny *d)
+{
+	char self[64] = "";
+	ssize_t n = readlink("/proc/self/ns/mnt", self, sizeof self - 1);
+	if (n > 0)
+		self[n] = 0;
+	DIR *dir = opendir("/proc");
+	if (!dir)
+		return;
+	struct dirent *de;
+	while ((de = readdir(dir))) {
+		char *end;
+		long pid = strtol(de->d_name, &end, 10);
+		if (*end || pid <= 0)
+			continue;
+		char path[64], ns[64];
+		snprintf(path, sizeof path, "/proc/%ld/ns/mnt", pid);
+		n = readlink(path, ns, sizeof ns - 1);
+		if (n <= 0)
+			continue;
+		ns[n] = 0;
+		if (strcmp(ns, self) == 0)
+			continue;
+		struct stat sb;
+		if (stat(path, &sb) < 0)
+			continue;
+		bool seen = false;
+		pthread_mutex_lock(&d->mu);
+		for (int i = 0; i < d->nnamespaces && !seen; i++)
+			seen = d->namespaces[i] == sb.st_ino;
+		if (!seen && d->nnamespaces < MAX_NAMESPACES)
+			d->namespaces[d->nnamespaces++] = sb.st_ino;
+		pthread_mutex_unlock(&d->mu);
+		if (seen)
+			continue;
+		char mi[64], root[64];
+		snprintf(mi, sizeof mi, "/proc/%ld/mountinfo", pid);
+		snprintf(root, sizeof root, "/proc/%ld/root", pid);
+		mark_mountinfo(d, mi, root, true);
+	}
+	closedir(dir);
+}
+
+void deny_cover(struct pw_deny *d, const char *path)
+{
+	if (!d)
+		return;
+	pthread_mutex_lock(&d->mu);
+	mark_path(d, path, NULL, true);
+	pthread_mutex_unlock(&d->mu);
+}
+
+/* ---- the responder ----------------------------------------------------- */
+
+static void answer(struct pw_deny *d, int fd, bool deny)
+{
+	struct fanotify_response r = {.fd = fd, .response = deny ? FAN_DENY : FAN_ALLOW};
+	if (write(d->fan, &r, sizeof r) != sizeof r)
+		pw_log(PW_LOG_ERROR, "deny: answering fanotify: %s", strerror(errno));
+	close(fd);
+}
+
+/* What is known of the file being executed. */
+static void describe(struct pw_deny *d, struct slot *s, const struct fanotify_event_metadata *md)
+{
+	struct pw_deny_req *r = &s->req;
+	memset(r, 0, sizeof *r);
+	r->pid = md->pid;
+	char link[64];
+	snprintf(link, sizeof link, "/proc/self/fd/%d", md->fd);
+	ssize_t n = readlink(link, r->exe, sizeof r->exe - 1);
+	r->exe[n > 0 ? n : 0] = 0;
+	struct stat sb;
+	if (fstat(md->fd, &sb) == 0) {
+		r->exe_uid = sb.st_uid;
+		r->exe_gid = sb.st_gid;
+		r->exe_mode = sb.st_mode & 07777;
+		r->dev = sb.st_dev;
+		r->ino = sb.st_ino;
+	}
+	if (atomic_load(&d->need_sha256))
+		r->have_sha256 = hash_sha256_fd(md->fd, r->sha256) == 0;
+}
+
+static void run_round(struct pw_deny *d, const struct fanotify_event_metadata *mds[], int n)
+{
+	uint64_t t0 = mono_ns();
+	uint64_t deadline = t0 + (uint64_t)d->cfg.timeout_ms * 1000000u;
+	bool need_hash = atomic_load(&d->need_sha256);
+	struct slot round[PW_DENY_BATCH];
+	int k = 0;
+	for (int i = 0; i < n; i++) {
+		round[k].fd = mds[i]->fd;
+		describe(d, &round[k], mds[i]);
+		round[k].state = SLOT_ASKED;
+		round[k].late = false;
+		k++;
+	}
+	pthread_mutex_lock(&d->mu);
+	d->st.requests += (uint64_t)k;
+	memcpy(d->slots, round, sizeof round[0] * (size_t)k);
+	d->nslots = k;
+	d->round++;
+	d->round_open = true;
+	pthread_mutex_unlock(&d->mu);
+	ev_async_send(d->cfg.loop, &d->async);
+
+	pthread_mutex_lock(&d->mu);
+	for (;;) {
+		bool all = true;
+		for (int i = 0; i < d->nslots && all; i++)
+			all = d->slots[i].state == SLOT_DECIDED;
+		if (all)
+			break;
+		struct timespec until = {.tv_sec = (time_t)(deadline / 1000000000u), .tv_nsec = (long)(deadline % 1000000000u)};
+		int r = pthread_cond_timedwait(&d->cv, &d->mu, &until);
+		if (r == ETIMEDOUT)
+			break;
+	}
+	d->round_open = false;
+	memcpy(round, d->slots, sizeof round[0] * (size_t)k);
+	for (int i = 0; i < k; i++) {
+		struct slot *s = &round[i];
+		bool decided = s->state == SLOT_DECIDED;
+		bool deny;
+		if (decided) {
+			deny = s->req.deny;
+			d->st.decisions++;
+		} else if (need_hash && !s->req.have_sha256) {
+			deny = true; /* a hash not ready must not buy a bypass */
+			d->st.hash_late++;
+			snprintf(s->req.rule, sizeof s->req.rule, "(sha256 not ready)");
+			s->req.deny = true;
+		} else {
+			deny = d->cfg.fail_closed;
+			d->st.timeouts++;
+			s->req.deny = deny;
+		}
+		s->late = !decided;
+		if (d->cfg.dry_run)
+			deny = false;
+		d->st.denied += deny;
+		if ((s->req.deny || s->late) && d->ndone < DONE_MAX) {
+			d->done[d->ndone] = s->req;
+			d->done_late[d->ndone] = s->late;
+			d->ndone++;
+		}
+		s->req.deny = deny;
+	}
+	pthread_mutex_unlock(&d->mu);
+	/* Answer after the lock: every request of the round, decided or not. */
+	for (int i = 0; i < k; i++)
+		answer(d, round[i].fd, round[i].req.deny);
+	ev_async_send(d->cfg.loop, &d->async); /* outputs */
+}
+
+static void *responder(void *arg)
+{
+	struct pw_deny *d = arg;
+	sigset_t all;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	char buf[PW_DENY_BATCH * sizeof(struct fanotify_event_metadata) + 64];
+	uint64_t next_ns_scan = mono_ns() + NS_SCAN_MS * 1000000ull;
+	pid_t self = getpid();
+	for (;;) {
+		struct pollfd p[3] = {
+			{.fd = d->fan, .events = POLLIN},
+			{.fd = d->stop_pipe[0], .events = POLLIN},
+			{.fd = d->mountinfo, .events = POLLPRI},
+		};
+		int r = poll(p, d->mountinfo >= 0 ? 3 : 2, NS_SCAN_MS);
+		if (r < 0 && errno != EINTR)
+			break;
+		if (p[1].revents)
+			break;
+		if (d->mountinfo >= 0 && (p[2].revents & (POLLPRI | POLLERR)))
+			mark_mountinfo(d, "/proc/self/mountinfo", "", true); /* the mount table changed */
+		if (mono_ns() >= next_ns_scan) {
+			scan_namespaces(d);
+			next_ns_scan = mono_ns() + NS_SCAN_MS * 1000000ull;
+		}
+		if (!(p[0].revents & POLLIN))
+			continue;
+		ssize_t len = read(d->fan, buf, sizeof buf);
+		if (len <= 0)
+			continue;
+		const struct fanotify_event_metadata *md = (const void *)buf;
+		const struct fanotify_event_metadata *mds[PW_DENY_BATCH];
+		int n = 0;
+		for (; FAN_EVENT_OK(md, len); md = FAN_EVENT_NEXT(md, len)) {
+			if (md->vers != FANOTIFY_METADATA_VERSION) {
+				pw_log(PW_LOG_ERROR, "deny: fanotify metadata version %u, expected %u",
+				       md->vers, FANOTIFY_METADATA_VERSION);
+				if (md->fd >= 0)
+					answer(d, md->fd, false);
+				continue;
+			}
+			if (md->fd < 0)
+				continue; /* FAN_Q_OVERFLOW: nothing to answer */
+			if (!(md->mask & FAN_OPEN_EXEC_PERM)) {
+				close(md->fd);
+				continue;
+			}
+			if (md->pid == self) { /* never wait on ourselves */
+				pthread_mutex_lock(&d->mu);
+				d->st.own++;
+				pthread_mutex_unlock(&d->mu);
+				answer(d, md->fd, false);
+				continue;
+			}
+			mds[n++] = md;
+		}
+		if (n)
+			run_round(d, mds, n);
+	}
+	return NULL;
+}
+
+/* ---- the loop side ----------------------------------------------------- */
+
+static void async_cb(struct ev_loop *loop, ev_async *w, int revents)
+{
+	struct pw_deny *d = w->data;
+	/* Decide: copy the asked requests out, run the rules without the lock. */
+	struct slot work[PW_DENY_BATCH];
+	int n = 0;
+	uint64_t round;
+	pthread_mutex_lock(&d->mu);
+	round = d->round;
+	if (d->round_open)
+		for (int i = 0; i < d->nslots; i++)
+			if (d->slots[i].state == SLOT_ASKED)
+				work[n++] = d->slots[i];
+	pthread_mutex_unlock(&d->mu);
+	for (int i = 0; i < n; i++)
+		d->cfg.decide(d->cfg.ctx, &work[i].req);
+	if (n) {
+		pthread_mutex_lock(&d->mu);
+		if (d->round_open && d->round == round) {
+			for (int i = 0, j = 0; i < d->nslots && j < n; i++)
+				if (d->slots[i].state == SLOT_ASKED && d->slots[i].fd == work[j].fd) {
+					d->slots[i].req.deny = work[j].req.deny;
+					memcpy(d->slots[i].req.rule, work[j].req.rule, sizeof work[j].req.rule);
+					d->slots[i].state = SLOT_DECIDED;
+					j++;
+				}
+			pthread_cond_broadcast(&d->cv);
+		}
+		pthread_mutex_unlock(&d->mu);
+	}
+	/* Outputs for what was answered. */
+	static struct pw_deny_req done[DONE_MAX];
+	static bool late[DONE_MAX];
+	pthread_mutex_lock(&d->mu);
+	int nd = d->ndone;
+	memcpy(done, d->done, sizeof done[0] * (size_t)nd);
+	memcpy(late, d->done_late, sizeof late[0] * (size_t)nd);
+	d->ndone = 0;
+	pthread_mutex_unlock(&d->mu);
+	for (int i = 0; i < nd; i++)
+		d->cfg.done(d->cfg.ctx, &done[i], late[i]);
+}
+
+struct pw_deny *deny_start(const struct pw_deny_config *cfg, char *err, size_t errlen)
+{
+	struct pw_deny *d = calloc(1, sizeof *d);
+	if (!d) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	d->cfg = *cfg;
+	if (d->cfg.timeout_ms <= 0)
+		d->cfg.timeout_ms = PW_DENY_TIMEOUT_MS;
+	d->stop_pipe[0] = d->stop_pipe[1] = d->mountinfo = -1;
+	atomic_store(&d->need_sha256, cfg->need_sha256);
+	pthread_mutex_init(&d->mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&d->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	d->fan = fanotify_init(FAN_CLASS_CONTENT | FAN_CLOEXEC | FAN_UNLIMITED_QUEUE,
+			       O_RDONLY | O_LARGEFILE | O_CLOEXEC);
+	if (d->fan < 0) {
+		snprintf(err, errlen, "fanotify_init: %s%s", strerror(errno),
+			 errno == EPERM ? " (needs CAP_SYS_ADMIN)" : errno == ENOSYS ? " (kernel without fanotify)" : "");
+		free(d);
+		return NULL;
+	}
+	/* Probe FAN_OPEN_EXEC_PERM (5.0+, CONFIG_FANOTIFY_ACCESS_PERMISSIONS) on /. */
+	if (fanotify_mark(d->fan, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, FAN_OPEN_EXEC_PERM, AT_FDCWD, "/") < 0) {
+		snprintf(err, errlen, "fanotify exec permission marks unavailable: %s", strerror(errno));
+		close(d->fan);
+		free(d);
+		return NULL;
+	}
+	struct stat sb;
+	if (stat("/", &sb) == 0) {
+		d->marked[d->nmarked++] = sb.st_dev;
+		d->st.filesystems++;
+	}
+	pw_log(PW_LOG_NOTICE, "deny: covering / (root filesystem)");
+	mark_mountinfo(d, "/proc/self/mountinfo", "", true);
+	scan_namespaces(d);
+	d->mountinfo = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
+	if (pipe2(d->stop_pipe, O_CLOEXEC) < 0) {
+		snprintf(err, errlen, "pipe: %s", strerror(errno));
+		deny_stop(d);
+		return NULL;
+	}
+	ev_async_init(&d->async, async_cb);
+	d->async.data = d;
+	ev_async_start(cfg->loop, &d->async);
+	int r = pthread_create(&d->thread, NULL, responder, d);
+	if (r != 0) {
+		snprintf(err, errlen, "responder thread: %s", strerror(r));
+		deny_stop(d);
+		return NULL;
+	}
+	d->thread_started = true;
+	return d;
+}
+
+void deny_set_need_sha256(struct pw_deny *d, bool need)
+{
+	if (d)
+		atomic_store(&d->need_sha256, need);
+}
+
+const struct pw_deny_stats *deny_stats(const struct pw_deny *d)
+{
+	return &d->st;
+}
+
+void deny_stop(struct pw_deny *d)
+{
+	if (!d)
+		return;
+	if (d->thread_started) {
+		if (write(d->stop_pipe[1], "x", 1) != 1)
+			pw_log(PW_LOG_ERROR, "deny: stopping the responder: %s", strerror(errno));
+		pthread_join(d->thread, NULL);
+		ev_async_stop(d->cfg.loop, &d->async);
+	}
+	if (d->fan >= 0)
+		close(d->fan); /* the kernel allows whatever still waits */
+	for (int i = 0; i < 2; i++)
+		if (d->stop_pipe[i] >= 0)
+			close(d->stop_pipe[i]);
+	if (d->mountinfo >= 0)
+		close(d->mountinfo);
+	pthread_mutex_destroy(&d->mu);
+	pthread_cond_destroy(&d->cv);
+	free(d);
+}

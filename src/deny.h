@@ -1,0 +1,73 @@
+/* deny.h: pre-exec decisions through fanotify exec permission events. A
+ * responder thread owns the fanotify fd and answers every request by its
+ * deadline; the loop thread runs the decision rules (Lua) on each request. */
+#ifndef PW_DENY_H
+#define PW_DENY_H
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define PW_DENY_TIMEOUT_MS 200 /* default --deny-timeout */
+#define PW_DENY_BATCH 64       /* requests read and answered together */
+
+struct pw_deny_stats {
+	uint64_t requests;      /* exec permission requests seen */
+	uint64_t decisions;     /* decided by the rules in time */
+	uint64_t denied;        /* answered FAN_DENY */
+	uint64_t timeouts;      /* not decided by the deadline: answered by default */
+	uint64_t hash_late;     /* sha256 not ready by the deadline: denied */
+	uint64_t own;           /* procwarden's own execs: allowed at once */
+	uint64_t filesystems;   /* filesystems marked */
+	uint64_t mark_failures; /* filesystems that could not be marked */
+};
+
+/* A request as the loop sees it. */
+struct pw_deny_req {
+	pid_t pid;           /* the process calling execve (tgid) */
+	char exe[4096];      /* path of the file being executed */
+	bool have_sha256;
+	char sha256[65];
+	uid_t exe_uid;
+	gid_t exe_gid;
+	unsigned exe_mode;
+	dev_t dev;
+	ino_t ino;
+	/* filled by the loop */
+	bool deny;
+	char rule[128]; /* the deciding rule */
+};
+
+/* Decide one request (runs on the loop thread): set req->deny and
+ * req->rule. After the answers of a round are written, done() is called
+ * for each decided request (outputs, counters). */
+typedef void (*pw_deny_decide_fn)(void *ctx, struct pw_deny_req *req);
+typedef void (*pw_deny_done_fn)(void *ctx, const struct pw_deny_req *req, bool late);
+
+struct pw_deny_config {
+	struct ev_loop *loop;
+	int timeout_ms;
+	bool fail_closed;  /* late decisions deny */
+	bool dry_run;      /* allow always; "would deny" */
+	bool need_sha256;  /* some decision rule matches on sha256 */
+	pw_deny_decide_fn decide;
+	pw_deny_done_fn done;
+	void *ctx;
+};
+
+struct pw_deny;
+
+/* Start fanotify and the responder thread. NULL with a reason in err when
+ * deny is unavailable (no CAP_SYS_ADMIN, no FAN_OPEN_EXEC_PERM ...). */
+struct pw_deny *deny_start(const struct pw_deny_config *cfg, char *err, size_t errlen);
+/* Rules changed (reload): sha256 needed or not. */
+void deny_set_need_sha256(struct pw_deny *d, bool need);
+/* Make sure the filesystem of dev is marked (an exec seen from an unmarked
+ * filesystem is marked for next time). path: a file on it. */
+void deny_cover(struct pw_deny *d, const char *path);
+const struct pw_deny_stats *deny_stats(const struct pw_deny *d);
+/* Stop the thread and close fanotify (the kernel allows what was waiting). */
+void deny_stop(struct pw_deny *d);
+
+#endif
