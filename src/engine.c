@@ -40,7 +40,9 @@ struct pw_engine {
 	bool has_deny;     /* some rule has deny() */
 	bool deny_sha256;  /* some deny rule matches on sha256 */
 	int runtime_ref;   /* the runtime module table */
-	int event_mt_ref;  /* metatable of event tables (lazy fields) */
+	int event_mt_ref;  /* metatable of event stores (lazy fields) */
+	int readonly_ref;  /* __newindex of event proxies */
+	int pairs_ref;     /* __pairs of event proxies */
 	int traceback_ref; /* message handler of the safe call */
 	bool wanted[PW_EV__COUNT];
 	int64_t wall_offset_ns;
@@ -536,8 +538,6 @@ static int setup_state(lua_State *L)
 	lua_getglobal(L, "require");
 	lua_pushstring(L, "procwarden.event");
 	lua_call(L, 1, 1); /* runtime, event module */
-	lua_getfield(L, -1, "metatable");
-	lua_remove(L, -2); /* runtime, event metatable */
 	return 2;
 }
 
@@ -567,7 +567,13 @@ struct pw_engine *engine_new(const struct pw_engine_config *cfg, char *err, size
 		free(e);
 		return NULL;
 	}
-	e->event_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* runtime */
+	lua_getfield(L, -1, "metatable"); /* runtime, event, mt */
+	e->event_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	lua_getfield(L, -1, "readonly");
+	e->readonly_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	lua_getfield(L, -1, "pairs");
+	e->pairs_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	lua_pop(L, 1); /* runtime */
 	lua_getfield(L, -1, "handlers");
 	e->handlers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	lua_getfield(L, -1, "fast_handlers");
@@ -697,6 +703,29 @@ static void entry_succeeded(lua_State *L, int entry)
 		entry_set_int(L, entry, "in_a_row", 0);
 }
 
+/* Turn the event store at the top of the stack into its read-only proxy
+ * (see procwarden.event: proxy -> metatable{__index = store} -> store ->
+ * lazy accessor). Allocates: protected callers only. Stack: [-1, +1] */
+static void seal_event(struct pw_engine *e, lua_State *L)
+{
+	lua_rawgeti(L, LUA_REGISTRYINDEX, e->event_mt_ref); /* S, lazy */
+	lua_setmetatable(L, -2);                            /* S */
+	lua_createtable(L, 0, 0);                           /* S, P */
+	lua_createtable(L, 0, 5);                           /* S, P, M */
+	lua_pushvalue(L, -3);
+	lua_setfield(L, -2, "__index");
+	lua_rawgeti(L, LUA_REGISTRYINDEX, e->readonly_ref);
+	lua_setfield(L, -2, "__newindex");
+	lua_rawgeti(L, LUA_REGISTRYINDEX, e->pairs_ref);
+	lua_setfield(L, -2, "__pairs");
+	lua_pushliteral(L, "procwarden.event");
+	lua_setfield(L, -2, "__name");
+	lua_pushliteral(L, "procwarden.event");
+	lua_setfield(L, -2, "__metatable");
+	lua_setmetatable(L, -2);                            /* S, P */
+	lua_remove(L, -2);                                  /* P */
+}
+
 /* Runs protected: builds the event table. Stack in: engine, event, ctx|nil;
  * out: table. */
 static int push_event_protected(lua_State *L)
@@ -709,8 +738,7 @@ static int push_event_protected(lua_State *L)
 		ctx_push(L, ctx);
 		lua_setfield(L, -2, "_ctx");
 	}
-	lua_rawgeti(L, LUA_REGISTRYINDEX, e->event_mt_ref);
-	lua_setmetatable(L, -2);
+	seal_event(e, L);
 	return 1;
 }
 
@@ -797,6 +825,37 @@ bool engine_has_fast(const struct pw_engine *e)
 	return e->fast_exec;
 }
 
+/* Recorded process objects (a line's "parent", "ancestors" entries) are
+ * read-only and recorded too. Stack: the store at -1, unchanged. */
+static void seal_nested(struct pw_engine *e, lua_State *L)
+{
+	static const char *const objects[] = {"parent", "tracer"};
+	for (size_t i = 0; i < sizeof objects / sizeof objects[0]; i++) {
+		lua_pushstring(L, objects[i]);
+		if (lua_rawget(L, -2) == LUA_TTABLE) { /* S, obj */
+			seal_event(e, L);
+			lua_pushstring(L, objects[i]);
+			lua_insert(L, -2);
+			lua_rawset(L, -3);
+		} else {
+			lua_pop(L, 1);
+		}
+	}
+	lua_pushliteral(L, "ancestors");
+	if (lua_rawget(L, -2) == LUA_TTABLE) { /* S, list */
+		lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+		for (lua_Integer i = 1; i <= n; i++) {
+			if (lua_rawgeti(L, -1, i) == LUA_TTABLE) { /* S, list, obj */
+				seal_event(e, L);
+				lua_rawseti(L, -2, i);
+			} else {
+				lua_pop(L, 1);
+			}
+		}
+	}
+	lua_pop(L, 1);
+}
+
 struct replay_args {
 	struct pw_engine *e;
 	const char *line;
@@ -812,8 +871,8 @@ static int push_replay_protected(lua_State *L)
 	lua_settop(L, 0);
 	if (!replay_line_push(L, a->line, a->len, a->err, a->errlen))
 		return 0;
-	lua_rawgeti(L, LUA_REGISTRYINDEX, a->e->event_mt_ref);
-	lua_setmetatable(L, -2);
+	seal_nested(a->e, L);
+	seal_event(a->e, L);
 	return 1;
 }
 
@@ -878,8 +937,7 @@ static int push_decision_protected(lua_State *L)
 		ctx_push(L, ctx);
 		lua_rawset(L, -3);
 	}
-	lua_rawgeti(L, LUA_REGISTRYINDEX, e->event_mt_ref);
-	lua_setmetatable(L, -2);
+	seal_event(e, L);
 	return 1;
 }
 

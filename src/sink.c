@@ -196,9 +196,20 @@ static json_t *json_of(lua_State *L, int idx)
 static json_t *json_event(lua_State *L, int idx)
 {
 	json_t *o = json_object();
-	if (!o || !lua_checkstack(L, 4))
+	if (!o || !lua_checkstack(L, 6))
 		return o;
 	idx = lua_absindex(L, idx);
+	/* an event proxy: its fields are in the store, metatable.__index */
+	int pushed = 0;
+	if (lua_getmetatable(L, idx)) {
+		if (lua_getfield(L, -1, "__index") == LUA_TTABLE) {
+			lua_remove(L, -2);
+			idx = lua_gettop(L);
+			pushed = 1;
+		} else {
+			lua_pop(L, 2);
+		}
+	}
 	lua_pushnil(L);
 	while (lua_next(L, idx)) { /* key, value */
 		if (lua_type(L, -2) == LUA_TSTRING) {
@@ -209,6 +220,7 @@ static json_t *json_event(lua_State *L, int idx)
 		}
 		lua_pop(L, 1);
 	}
+	lua_pop(L, pushed);
 	return o;
 }
 

@@ -86,10 +86,10 @@ local function send(p, sig, verb, state, e)
   -- process of this batch is pinned by its pidfd already; any other is
   -- checked against the start time in C.
   event.fill(p)
-  local ok, why, sent_ns = host.signal(pid, rawget(p, "start_time"), sig)
+  local ok, why, sent_ns = host.signal(pid, event.raw(p, "start_time"), sig)
   if ok then
     local lat, extra = "", { pid = pid, signal = sig }
-    local kt = e and rawget(e, "ktime_ns")
+    local kt = e and event.raw(e, "ktime_ns")
     if sent_ns and kt then
       extra.latency_ns = sent_ns - kt -- both CLOCK_MONOTONIC
       lat = (" %d us after the event"):format(extra.latency_ns // 1000)

@@ -170,7 +170,7 @@ local function process(pid)
   if math.type(pid) ~= "integer" or pid <= 0 then return nil end
   local p = { type = "proc", pid = pid, tgid = pid }
   if host.proc_ctx then p._ctx = host.proc_ctx(pid) end
-  return setmetatable(p, M.metatable)
+  return M.seal(p)
 end
 M.process = process
 
@@ -208,7 +208,6 @@ fields.tracer = function(e)
 end
 
 M.fields = fields
-M.fill = fill
 
 local is_kernel -- set below
 local NOT_AT_DECISION = { argv = true, args = true, cmdline = true, comm = true, argv_truncated = true }
@@ -247,12 +246,40 @@ local function lazy_index(e, name)
   return value
 end
 
-M.metatable = {
-  __index = lazy_index,
-  __newindex = function(_, k) error(("event tables are read-only (field '%s')"):format(tostring(k)), 2) end,
-  __name = "procwarden.event",
-  __metatable = "procwarden.event",
-}
+-- An event (or process object) is a read-only proxy: an empty table whose
+-- metatable's __index is the store (raw fields, plus what the accessor
+-- caches), and the store's metatable (M.metatable) is the lazy accessor.
+-- So no rule can change what another rule (or a kill) sees.
+M.metatable = { __index = lazy_index, __name = "procwarden.event" }
+
+function M.readonly(_, k)
+  error(("event tables are read-only (field '%s')"):format(tostring(k)), 2)
+end
+
+local getmt = debug.getmetatable
+
+-- The store behind a proxy (or t itself when it is not one).
+local function store(t)
+  local mt = getmt(t)
+  local s = mt and rawget(mt, "__index")
+  if type(s) == "table" then return s end
+  return t
+end
+M.store = store
+M.fill = function(t) fill(store(t)) end
+
+function M.pairs(p) return next, store(p), nil end
+
+-- A raw field of an event or process object (no accessor, no /proc read).
+function M.raw(t, k) return rawget(store(t), k) end
+
+function M.seal(s)
+  setmetatable(s, M.metatable)
+  return setmetatable({}, {
+    __index = s, __newindex = M.readonly, __pairs = M.pairs,
+    __name = "procwarden.event", __metatable = "procwarden.event",
+  })
+end
 
 -- The kernel's fields (present in the table from the start).
 M.kernel_fields = {
@@ -279,13 +306,13 @@ function M.field_names()
 end
 
 function M.wrap(t)
-  return setmetatable(t, M.metatable)
+  return M.seal(t)
 end
 
 -- A recorded event (replay): fields it lacks are nil, never read live.
 function M.recorded(t)
   rawset(t, "_replay", true)
-  return setmetatable(t, M.metatable)
+  return M.seal(t)
 end
 
 return M

@@ -119,7 +119,7 @@ local function fire(r)
     if a.phase == "effect" then effects[#effects + 1] = a else outputs[#outputs + 1] = a end
   end
   local pending, npending = {}, 0
-  local function key(e) return tostring(rawget(e, "pid")) .. ":" .. tostring(rawget(e, "ktime_ns")) end
+  local function key(e) return tostring(event.raw(e, "pid")) .. ":" .. tostring(event.raw(e, "ktime_ns")) end
 
   local function act(e)
     local pass, summary = rules.throttle_pass(r, e, host.now())
