@@ -125,6 +125,11 @@ build/fuzz/fuzz_parser: spec/fuzz/fuzz_parser.c src/event.c src/event.h
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_FLAGS) -D_GNU_SOURCE -Isrc -o $@ spec/fuzz/fuzz_parser.c src/event.c
 
+build/fuzz/fuzz_replay: spec/fuzz/fuzz_replay.c src/replay.c src/replay.h src/event.c src/core.c src/proc.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_FLAGS) -D_GNU_SOURCE -Isrc $(PKG_CFLAGS) -o $@ spec/fuzz/fuzz_replay.c src/replay.c \
+	  src/event.c src/core.c src/proc.c $(PKG_LIBS)
+
 fuzz-deps:
 	@$(MAKE) --no-print-directory deps NEED_CLANG=1
 
@@ -137,6 +142,15 @@ fuzz: fuzz-deps $(FUZZ_TARGETS)
 	  grep -E "stat::number_of_executed_units|stat::average_exec_per_sec|stat::peak_rss_mb" build/fuzz/$$name.log; \
 	  echo "corpus: $$(ls $$work | wc -l) files"; \
 	done; exit $$st
+
+# Benchmarks (spec/bench): ratios against baselines measured in the same run.
+bench: all
+	@PW_BUILD=$(BUILD) sh spec/bench/run.sh
+
+# 10 minutes of thread and exec storms; RSS and fds sampled every 10 s.
+SOAK_SECONDS ?= 600
+soak: all
+	@PW_BUILD=$(BUILD) SOAK_SECONDS=$(SOAK_SECONDS) sh spec/bench/soak.sh
 
 clean:
 	rm -rf $(BUILD) build-*

@@ -230,6 +230,55 @@ static int push_json(lua_State *L, json_t *v, int depth)
 	return -1;
 }
 
+/* Field types a line must respect (others are taken as they come). */
+static const char *const int_fields[] = {
+	"pid", "tgid", "ppid", "pgid", "sid", "cpu", "ktime_ns", "start_time", "uid", "euid", "gid", "egid",
+	"ruid", "rgid", "prev_ruid", "prev_euid", "prev_rgid", "prev_egid", "parent_pid", "parent_tgid",
+	"child_pid", "child_tgid", "exit_code", "exit_signal", "exit_status", "term_signal", "tracer_pid",
+	"tracer_tgid", "lost", "loginuid", "ns_pid", "exe_uid", "exe_gid", "exe_mode",
+};
+static const char *const str_fields[] = {
+	"exe", "comm", "cwd", "user", "euser", "login_user", "cgroup", "container_id", "tty", "stdin",
+	"stdout", "stderr", "sha256", "cmdline",
+};
+
+/* NULL, or the name of the first field of the wrong type. */
+static const char *bad_field(json_t *o, const char **want)
+{
+	for (size_t i = 0; i < sizeof int_fields / sizeof int_fields[0]; i++) {
+		json_t *v = json_object_get(o, int_fields[i]);
+		if (v && !json_is_integer(v)) {
+			*want = "an integer";
+			return int_fields[i];
+		}
+	}
+	for (size_t i = 0; i < sizeof str_fields / sizeof str_fields[0]; i++) {
+		json_t *v = json_object_get(o, str_fields[i]);
+		if (v && !json_is_string(v)) {
+			*want = "a string";
+			return str_fields[i];
+		}
+	}
+	static const char *const lists[] = {"argv", "args"};
+	for (size_t i = 0; i < 2; i++) {
+		json_t *v = json_object_get(o, lists[i]);
+		size_t k;
+		json_t *item;
+		if (!v)
+			continue;
+		if (!json_is_array(v)) {
+			*want = "a list of strings";
+			return lists[i];
+		}
+		json_array_foreach(v, k, item)
+			if (!json_is_string(item)) {
+				*want = "a list of strings";
+				return lists[i];
+			}
+	}
+	return NULL;
+}
+
 static bool is_pid(json_t *v)
 {
 	return json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) <= 0x7fffffff;
@@ -250,14 +299,19 @@ int replay_line_push(lua_State *L, const char *line, size_t len, char *err, size
 	int ok = 0;
 	json_t *type = json_object_get(o, "type");
 	int t;
+	const char *want = NULL, *bad = json_is_object(o) ? bad_field(o, &want) : NULL;
 	if (!json_is_object(o)) {
 		snprintf(err, errlen, "not a JSON object");
+	} else if (bad) {
+		snprintf(err, errlen, "field \"%s\" must be %s", bad, want);
 	} else if (!json_is_string(type)) {
 		snprintf(err, errlen, "no \"type\" string");
 	} else if ((t = pw_event_type_from_name(json_string_value(type))) < 0 || t == PW_EV_ACK) {
 		snprintf(err, errlen, "unknown event type \"%s\"", json_string_value(type));
 	} else if (t != PW_EV_OVERFLOW && !is_pid(json_object_get(o, "pid"))) {
 		snprintf(err, errlen, "no valid \"pid\"");
+	} else if (json_object_get(o, "tgid") && !is_pid(json_object_get(o, "tgid"))) {
+		snprintf(err, errlen, "no valid \"tgid\"");
 	} else {
 		int top = lua_gettop(L);
 		if (push_json(L, o, 0) < 0) {
