@@ -162,8 +162,26 @@ local function fire(r)
   return full, fast
 end
 
+-- One sweep timer for all throttles: closed windows report what they
+-- suppressed even when no later firing comes.
+local sweep_started = false
+local function start_throttle_sweep()
+  if sweep_started then return end
+  sweep_started = true
+  local t = { name = "throttle summaries", seconds = 5, again = true, internal = true }
+  t.fn = function()
+    local now = host.now()
+    for _, r in ipairs(M.rules) do
+      for _, msg in ipairs(rules.throttle_sweep(r, now)) do emit(r.priority, msg, "throttle", nil, r) end
+    end
+  end
+  M.timers[#M.timers + 1] = t
+  host.timer(t)
+end
+
 function api.rule(spec)
   local r = rules.compile(spec, M.type_set, 2)
+  if r.throttle then start_throttle_sweep() end
   r.where = where(2)
   if M.rule_names[r.name] then
     error(("rule %s: duplicate name (first defined at %s)"):format(r.name, M.rule_names[r.name]), 2)
@@ -295,8 +313,12 @@ function M.summary()
       lines[#lines + 1] = ("  %-9s %s, %s"):format(t, plural(nrules, "rule"), plural(nraw, "handler"))
     end
   end
+  local ntimers = 0
+  for _, t in ipairs(M.timers) do
+    if not t.internal then ntimers = ntimers + 1 end
+  end
   table.insert(lines, 1, ("%s, %s, %s"):format(plural(#M.rules, "rule"), plural(nhandlers, "handler"),
-    plural(#M.timers, "timer")))
+    plural(ntimers, "timer")))
   return table.concat(lines, "\n")
 end
 

@@ -202,6 +202,26 @@ function M.compile(spec, known_types, level)
   return r
 end
 
+-- Summaries of windows that closed with suppressed firings (called by a
+-- periodic sweep so a flood that stops is still reported). Returns a list
+-- of messages and forgets those windows.
+function M.throttle_sweep(r, now)
+  local th = r.throttle
+  local out = {}
+  if th == nil then return out end
+  for key, w in pairs(th.windows) do
+    if now - w.start >= th.per then
+      if w.suppressed > 0 then
+        out[#out + 1] = ("suppressed %d firing%s for %s=%s in the last %g s"):format(
+          w.suppressed, w.suppressed == 1 and "" or "s", th.key or "rule", key, th.per)
+      end
+      th.windows[key] = nil
+      th.nkeys = th.nkeys - 1
+    end
+  end
+  return out
+end
+
 -- Throttle: may this firing go ahead? Counts suppressed firings per key and
 -- returns, when a window closes, a summary of what it suppressed.
 function M.throttle_pass(r, e, now)
