@@ -10,3 +10,4 @@ local rule_api = { "on", "log", "alert", "every", "after", "proc", "stats", "pro
 files["rules/"] = { std = "lua54", read_globals = rule_api }
 files["spec/"] = { std = "+busted" }
 files["spec/fixtures/"] = { read_globals = rule_api }
+files["spec/bench/"] = { read_globals = rule_api }

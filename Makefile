@@ -26,7 +26,7 @@ LUA_SRC   := $(sort $(wildcard lua/procwarden/*.lua))
 EMBED_SRC := $(LUA_SRC) rules/default.lua
 DAEMON_SRC:= $(filter-out src/fuzz_%.c,$(wildcard src/*.c))
 DAEMON_OBJ:= $(patsubst src/%.c,$(BUILD)/obj/%.o,$(DAEMON_SRC)) $(BUILD)/obj/embedded.o
-CORE_SRC  := src/core.c src/event.c src/proc.c src/replay.c
+CORE_SRC  := src/core.c src/event.c src/proc.c src/replay.c src/ptable.c
 VERSION   := $(shell git describe --always --dirty 2>/dev/null || echo 0.1)
 
 .PHONY: all deps run check test lint clean install sanitize fuzz fuzz-deps bench soak
@@ -125,10 +125,9 @@ build/fuzz/fuzz_parser: spec/fuzz/fuzz_parser.c src/event.c src/event.h
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_FLAGS) -D_GNU_SOURCE -Isrc -o $@ spec/fuzz/fuzz_parser.c src/event.c
 
-build/fuzz/fuzz_replay: spec/fuzz/fuzz_replay.c src/replay.c src/replay.h src/event.c src/core.c src/proc.c
+build/fuzz/fuzz_replay: spec/fuzz/fuzz_replay.c $(CORE_SRC) $(wildcard src/*.h)
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_FLAGS) -D_GNU_SOURCE -Isrc $(PKG_CFLAGS) -o $@ spec/fuzz/fuzz_replay.c src/replay.c \
-	  src/event.c src/core.c src/proc.c $(PKG_LIBS)
+	clang $(FUZZ_FLAGS) -D_GNU_SOURCE -Isrc $(PKG_CFLAGS) -o $@ spec/fuzz/fuzz_replay.c $(CORE_SRC) $(PKG_LIBS)
 
 fuzz-deps:
 	@$(MAKE) --no-print-directory deps NEED_CLANG=1

@@ -190,6 +190,11 @@ static int core_proc_cmdline(lua_State *L)
 		lua_rawseti(L, -2, ++i);
 		trunc = true;
 	}
+	if (i == 0) { /* a zombie or a kernel thread: no argv at all */
+		lua_pushnil(L);
+		lua_pushliteral(L, "no command line");
+		return 2;
+	}
 	lua_pushboolean(L, trunc);
 	return 2;
 }
@@ -252,6 +257,8 @@ static int core_proc_stat(lua_State *L)
 	}
 	lua_pushstring(L, st.comm);
 	lua_setfield(L, -2, "comm");
+	lua_pushlstring(L, &st.state, 1);
+	lua_setfield(L, -2, "state");
 	return 1;
 }
 

@@ -51,6 +51,7 @@ struct pw_engine {
 	long insn_left;
 	struct timespec deadline;
 	bool over_budget;
+	char budget_msg[320];
 	const char *current; /* name of the handler being run, for log lines */
 	struct pw_timer *timers;
 	bool started;
@@ -101,11 +102,16 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
 		e->over_budget = true;
 		e->st.budget_exceeded++;
 		/* Keep raising at every instruction until the call has unwound, so
-		 * a rule's own pcall cannot swallow the budget error. */
+		 * a rule's own pcall cannot swallow the budget error; the message
+		 * keeps the position where the budget ran out (the rule's line). */
 		lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
+		luaL_where(L, 0); /* in a hook, level 0 is the function that was running */
+		snprintf(e->budget_msg, sizeof e->budget_msg, "%sbudget exceeded (%d instructions or %d ms per call)",
+			 lua_tostring(L, -1), (int)PW_INSN_BUDGET, PW_TIME_BUDGET_MS);
+		lua_pop(L, 1);
 	}
-	luaL_error(L, "budget exceeded (%ld instructions or %d ms per call)", (long)PW_INSN_BUDGET,
-		   PW_TIME_BUDGET_MS);
+	lua_pushstring(L, e->budget_msg);
+	lua_error(L);
 }
 
 static void budget_arm(struct pw_engine *e)
@@ -192,7 +198,7 @@ static int host_want(lua_State *L)
 	return 0;
 }
 
-/* host.emit(level, text, kind, event?, tags?, results?) */
+/* host.emit(level, text, kind, event?, tags?, results?, rule?) */
 static int host_emit(lua_State *L)
 {
 	struct pw_engine *e = host_engine(L);
@@ -204,7 +210,8 @@ static int host_emit(lua_State *L)
 		.tags = lua_istable(L, 5) ? 5 : 0,
 		.results = lua_istable(L, 6) && lua_rawlen(L, 6) > 0 ? 6 : 0,
 	};
-	sink_emit(e->cfg.sink, L, level, e->current ? e->current : "procwarden", kind, text, &extra);
+	const char *rule = lua_isstring(L, 7) ? lua_tostring(L, 7) : e->current ? e->current : "procwarden";
+	sink_emit(e->cfg.sink, L, level, rule, kind, text, &extra);
 	return 0;
 }
 

@@ -10,8 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sched.h>
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <limits.h>
 #include <sys/syscall.h>
 #ifndef SYS_pidfd_open
@@ -253,7 +255,14 @@ static void deliver(void *arg, struct pw_event *evs, int n)
 			if (fd >= 0)
 				batch_pidfd[i] = fd;
 		}
-		ptable_apply(d->ptable, &evs[i], wanted ? &batch_ctx[i] : NULL);
+		/* An exec followed by another exec of the same process in this batch:
+		 * /proc already shows the later program, so the earlier one is
+		 * unknown, never the later one's. */
+		bool stale = false;
+		if (evs[i].type == PW_EV_EXEC)
+			for (int j = i + 1; j < n && !stale; j++)
+				stale = evs[j].type == PW_EV_EXEC && evs[j].tgid == evs[i].tgid;
+		ptable_apply(d->ptable, &evs[i], wanted ? &batch_ctx[i] : NULL, stale);
 		if (!wanted)
 			batch_ctx[i].known = false, batch_ctx[i].img = NULL;
 		if (batch_pidfd[i] >= 0)
@@ -277,13 +286,13 @@ static void deliver(void *arg, struct pw_event *evs, int n)
 			pw_log(PW_LOG_WARNING, "the kernel dropped events (receive buffer full): at least %llu lost",
 			       (unsigned long long)ev->u.overflow.lost);
 		if (d->record) {
-			if (record_write(d->record, ev, &batch_ctx[i], d->wall_offset_ns) == 0)
+			if (record_write(d->record, ev, &batch_ctx[i], d->ptable, d->wall_offset_ns) == 0)
 				d->recorded++;
 			else
 				d->record_failures++;
 		}
 		if (d->opt.dump && d->opt.dump_fmt == PW_FMT_JSON)
-			record_write(stdout, ev, &batch_ctx[i], d->wall_offset_ns);
+			record_write(stdout, ev, &batch_ctx[i], d->ptable, d->wall_offset_ns);
 		else if (d->opt.dump)
 			dump_event(stdout, ev, &batch_ctx[i], d->wall_offset_ns);
 		engine_dispatch(d->engine, ev, &batch_ctx[i]);
@@ -699,16 +708,16 @@ static int parse_options(int argc, char **argv, struct options *o)
 static int rules_file_safe(const char *path, char *err, size_t errlen)
 {
 	char *real = realpath(path, NULL);
-	if (!real) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		return -1;
-	}
+	if (!real) /* not a permission matter: the loader says what is wrong */
+		return 0;
 	uid_t me = geteuid();
 	struct stat sb;
 	int r = 0;
 	if (stat(real, &sb) < 0) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		r = -1;
+	} else if (S_ISCHR(sb.st_mode) && major(sb.st_rdev) == 1 && minor(sb.st_rdev) == 3) {
+		r = 0; /* /dev/null: no rules at all */
 	} else if (!S_ISREG(sb.st_mode)) {
 		snprintf(err, errlen, "%s: not a regular file", path);
 		r = -1;
@@ -753,6 +762,82 @@ static bool have_net_admin(void)
 	return (data[CAP_NET_ADMIN / 32].effective & (1u << (CAP_NET_ADMIN % 32))) != 0;
 }
 
+/* One replayed line (newline stripped). */
+static void replay_one(struct daemon *d, const char *path, unsigned long lineno, char *line, size_t n,
+		       bool too_long)
+{
+	char err[256];
+	size_t skip = strspn(line, " \t\r");
+	if (skip == n && !too_long)
+		return; /* blank line */
+	if (too_long || engine_replay_line(d->engine, line, n, err, sizeof err) < 0) {
+		if (too_long)
+			snprintf(err, sizeof err, "line longer than %u bytes", PW_REPLAY_MAX_LINE);
+		if (++d->replay_bad <= 20)
+			fprintf(stderr, "%s:%lu: bad event line: %s\n", path, lineno, err);
+		else if (d->replay_bad == 21)
+			fprintf(stderr, "%s: more bad lines: only counted from here\n", path);
+		return;
+	}
+	d->replayed++;
+	if (d->opt.max_events && d->replayed >= (uint64_t)d->opt.max_events)
+		stop(d);
+}
+
+/* A pipe, FIFO or terminal: read it from the loop, so signals (HUP, TERM)
+ * and timers are served while it waits for input. */
+struct stream_reader {
+	ev_io io;
+	struct daemon *d;
+	const char *path;
+	char *buf;
+	size_t len;
+	bool skipping; /* inside a line that was too long */
+	unsigned long lineno;
+};
+
+static void stream_lines(struct stream_reader *r, bool eof)
+{
+	size_t start = 0;
+	for (size_t i = 0; i < r->len && !r->d->stopping; i++) {
+		if (r->buf[i] != '\n')
+			continue;
+		r->buf[i] = 0;
+		r->lineno++;
+		replay_one(r->d, r->path, r->lineno, r->buf + start, i - start, r->skipping);
+		r->skipping = false;
+		start = i + 1;
+	}
+	memmove(r->buf, r->buf + start, r->len - start);
+	r->len -= start;
+	if (r->len > PW_REPLAY_MAX_LINE) { /* too long: drop what we have, flag the line */
+		r->len = 0;
+		r->skipping = true;
+	}
+	if (eof && (r->len > 0 || r->skipping) && !r->d->stopping) {
+		r->buf[r->len] = 0;
+		replay_one(r->d, r->path, ++r->lineno, r->buf, r->len, r->skipping);
+		r->len = 0;
+	}
+}
+
+static void stream_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct stream_reader *r = (struct stream_reader *)w;
+	ssize_t n = read(w->fd, r->buf + r->len, PW_REPLAY_MAX_LINE + 1 - r->len);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n < 0)
+		fprintf(stderr, "procwarden: --replay %s: %s\n", r->path, strerror(errno));
+	if (n > 0)
+		r->len += (size_t)n;
+	stream_lines(r, n <= 0);
+	if (n <= 0 || r->d->stopping) {
+		ev_io_stop(loop, w);
+		stop(r->d);
+	}
+}
+
 /* One line of at most cap-1 bytes into buf (newline stripped). Returns its
  * length, -1 at the end; *too_long when the line was longer (the rest is
  * skipped). */
@@ -775,12 +860,15 @@ static ssize_t read_line(FILE *in, char *buf, size_t cap, bool *too_long)
 	return (ssize_t)n;
 }
 
-/* --replay: recorded events through the same engine path. */
+/* --replay: recorded events through the same engine path. A regular file
+ * is read straight through (timers and signals served every 1024 lines);
+ * anything else from the loop. */
 static int replay(struct daemon *d)
 {
 	const char *path = d->opt.replay;
-	FILE *in = strcmp(path, "-") == 0 ? stdin : fopen(path, "re");
-	if (!in) {
+	int fd = strcmp(path, "-") == 0 ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
+	struct stat sb;
+	if (fd < 0 || fstat(fd, &sb) < 0) {
 		fprintf(stderr, "procwarden: --replay %s: %s\n", path, strerror(errno));
 		return 1;
 	}
@@ -789,35 +877,36 @@ static int replay(struct daemon *d)
 		fprintf(stderr, "procwarden: out of memory\n");
 		return 1;
 	}
-	char err[256];
-	unsigned long lineno = 0;
-	bool too_long;
-	ssize_t n;
-	while (!d->stopping && (n = read_line(in, buf, PW_REPLAY_MAX_LINE + 2, &too_long)) >= 0) {
-		lineno++;
-		size_t skip = strspn(buf, " \t\r");
-		if (buf[skip] == 0 && !too_long)
-			continue; /* blank line */
-		if (too_long || engine_replay_line(d->engine, buf, (size_t)n, err, sizeof err) < 0) {
-			if (too_long)
-				snprintf(err, sizeof err, "line longer than %u bytes", PW_REPLAY_MAX_LINE);
-			if (++d->replay_bad <= 20)
-				fprintf(stderr, "%s:%lu: bad event line: %s\n", path, lineno, err);
-			else if (d->replay_bad == 21)
-				fprintf(stderr, "%s: more bad lines: only counted from here\n", path);
-			continue;
+	if (!S_ISREG(sb.st_mode)) {
+		struct stream_reader r = {.d = d, .path = path, .buf = buf};
+		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+		ev_io_init(&r.io, stream_cb, fd, EV_READ);
+		ev_io_start(d->loop, &r.io);
+		ev_run(d->loop, 0);
+		ev_io_stop(d->loop, &r.io);
+	} else {
+		FILE *in = fdopen(fd, "r");
+		if (!in) {
+			fprintf(stderr, "procwarden: --replay %s: %s\n", path, strerror(errno));
+			free(buf);
+			return 1;
 		}
-		d->replayed++;
-		if (d->opt.max_events && d->replayed >= (uint64_t)d->opt.max_events)
-			break;
-		if ((lineno & 1023) == 0)
-			ev_run(d->loop, EVRUN_NOWAIT); /* timers and signals */
+		unsigned long lineno = 0;
+		bool too_long;
+		ssize_t n;
+		while (!d->stopping && (n = read_line(in, buf, PW_REPLAY_MAX_LINE + 2, &too_long)) >= 0) {
+			replay_one(d, path, ++lineno, buf, (size_t)n, too_long);
+			if ((lineno & 1023) == 0)
+				ev_run(d->loop, EVRUN_NOWAIT); /* timers and signals */
+		}
+		if (ferror(in))
+			fprintf(stderr, "procwarden: --replay %s: %s\n", path, strerror(errno));
+		if (fd != STDIN_FILENO)
+			fclose(in);
 	}
-	if (ferror(in))
-		fprintf(stderr, "procwarden: --replay %s: %s\n", path, strerror(errno));
 	free(buf);
-	if (in != stdin)
-		fclose(in);
+	if (fd != STDIN_FILENO && !S_ISREG(sb.st_mode))
+		close(fd);
 	if (d->replay_bad)
 		fprintf(stderr, "procwarden: %llu bad line%s in %s\n", (unsigned long long)d->replay_bad,
 			d->replay_bad == 1 ? "" : "s", path);
@@ -929,7 +1018,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (d.opt.check) {
-		printf("rules ok: %s\n", d.opt.nrules ? "" : "(embedded default policy)");
+		printf("rules ok%s\n", d.opt.nrules ? ":" : ": (embedded default policy)");
 		for (int i = 0; i < d.opt.nrules; i++)
 			printf("  %s\n", d.opt.rules[i]);
 		engine_print_summary(d.engine, stdout);

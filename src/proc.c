@@ -135,6 +135,7 @@ int proc_read_stat(pid_t pid, struct pw_proc_stat *st)
 	/* after ')': 3 state, 4 ppid, 5 pgrp, 6 session, 7 tty_nr, ... 22 starttime */
 	unsigned long long f[23] = {0};
 	char *cur = p + 2;
+	st->state = *cur;
 	for (int field = 3; field <= 22; field++) {
 		if (*cur == 0)
 			return -EINVAL;

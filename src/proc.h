@@ -28,6 +28,7 @@ ssize_t proc_read_file(pid_t pid, const char *name, char *buf, size_t cap, bool 
 int proc_read_status(pid_t pid, struct pw_proc_status *st);
 struct pw_proc_stat {
 	char comm[17];
+	char state;          /* R S D Z X ... (Z: exited, not reaped) */
 	pid_t ppid, pgid, sid;
 	unsigned tty_nr;     /* encoded device number, 0 = none */
 	unsigned flags;      /* PF_* (PF_KTHREAD = 0x00200000) */

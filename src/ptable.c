@@ -260,7 +260,7 @@ void ptable_ctx_release(struct pw_ctx *ctx)
 	ctx->img = NULL;
 }
 
-void ptable_apply(struct pw_ptable *t, const struct pw_event *ev, struct pw_ctx *ctx)
+void ptable_apply(struct pw_ptable *t, const struct pw_event *ev, struct pw_ctx *ctx, bool stale)
 {
 	struct pw_proc *p = NULL;
 	uint32_t prev_real = 0, prev_eff = 0;
@@ -297,7 +297,14 @@ void ptable_apply(struct pw_ptable *t, const struct pw_event *ev, struct pw_ctx 
 		if (p) {
 			p->tracer = 0; /* re-read below only if the rules ask */
 			p->comm[0] = 0; /* the new name comes with the rest: never the parent's */
-			capture_fast(t, p); /* the rest after the fast rules: ptable_complete */
+			if (stale) { /* /proc shows a later program: unknown */
+				image_unref(p->img);
+				p->img = NULL;
+				p->needs_rest = false;
+				t->st.capture_failed++;
+			} else {
+				capture_fast(t, p); /* the rest after the fast rules: ptable_complete */
+			}
 		}
 		break;
 	case PW_EV_EXIT:

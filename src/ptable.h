@@ -72,8 +72,10 @@ void ptable_free(struct pw_ptable *t);
 
 /* Apply one event to the table, in arrival order (for an exec, its stat,
  * exe and argv are read from /proc here, at once). When ctx is not NULL it receives the process
- * as it is right after the event. Exited processes stay until retire. */
-void ptable_apply(struct pw_ptable *t, const struct pw_event *ev, struct pw_ctx *ctx);
+ * as it is right after the event. Exited processes stay until retire.
+ * stale: an exec known to be followed by another of the same process
+ * (/proc already shows the later program): its context stays unknown. */
+void ptable_apply(struct pw_ptable *t, const struct pw_event *ev, struct pw_ctx *ctx, bool stale);
 /* For an exec event: read the rest of the context (ids, cgroup) after the
  * fast rules ran; ctx (may be NULL) is updated to match. */
 void ptable_complete(struct pw_ptable *t, const struct pw_event *ev, struct pw_ctx *ctx);

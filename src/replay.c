@@ -146,20 +146,71 @@ static void add_ctx_fields(json_t *o, const struct pw_event *ev, const struct pw
 	}
 }
 
-json_t *record_event_json(const struct pw_event *ev, const struct pw_ctx *ctx, int64_t wall_offset_ns)
+#define MAX_LINEAGE 16
+
+/* A process object of the table: its identity, program and ids. */
+static json_t *process_json(const struct pw_proc *p)
+{
+	json_t *o = json_object();
+	if (!o)
+		return NULL;
+	struct pw_ctx c;
+	ptable_ctx_of(p, &c);
+	struct pw_event ev = {.type = PW_EV_EXEC, .pid = p->tgid, .tgid = p->tgid};
+	set_int(o, "pid", p->tgid);
+	set_int(o, "tgid", p->tgid);
+	add_ctx_fields(o, &ev, &c);
+	ptable_ctx_release(&c);
+	return o;
+}
+
+/* "parent" and "ancestors" (nearest first), as far as the table knows
+ * them; a parent that started after its child is not its parent. */
+static void add_lineage(json_t *o, struct pw_ptable *pt, const struct pw_ctx *c)
+{
+	json_t *list = json_array();
+	pid_t ppid = c->ppid;
+	uint64_t child_start = c->start_time;
+	for (int depth = 0; list && depth < MAX_LINEAGE && ppid > 0; depth++) {
+		const struct pw_proc *p = ptable_get(pt, ppid);
+		if (!p || (child_start && p->start_time && p->start_time > child_start))
+			break;
+		json_t *pj = process_json(p);
+		if (!pj)
+			break;
+		if (depth == 0)
+			json_object_set_nocheck(o, "parent", pj);
+		json_array_append_new(list, pj);
+		child_start = p->start_time;
+		if (p->ppid == p->tgid)
+			break;
+		ppid = p->ppid;
+	}
+	if (list && json_array_size(list) > 0)
+		json_object_set_new_nocheck(o, "ancestors", list);
+	else
+		json_decref(list);
+}
+
+json_t *record_event_json(const struct pw_event *ev, const struct pw_ctx *ctx, struct pw_ptable *pt,
+			  int64_t wall_offset_ns)
 {
 	json_t *o = json_object();
 	if (!o)
 		return NULL;
 	add_kernel_fields(o, ev, wall_offset_ns);
-	if (ctx && ctx->known)
+	if (ctx && ctx->known) {
 		add_ctx_fields(o, ev, ctx);
+		if (pt)
+			add_lineage(o, pt, ctx);
+	}
 	return o;
 }
 
-int record_write(FILE *out, const struct pw_event *ev, const struct pw_ctx *ctx, int64_t wall_offset_ns)
+int record_write(FILE *out, const struct pw_event *ev, const struct pw_ctx *ctx, struct pw_ptable *pt,
+		 int64_t wall_offset_ns)
 {
-	json_t *o = record_event_json(ev, ctx, wall_offset_ns);
+	json_t *o = record_event_json(ev, ctx, pt, wall_offset_ns);
 	if (!o) {
 		errno = ENOMEM;
 		return -1;

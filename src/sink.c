@@ -9,6 +9,7 @@
 #include <jansson.h>
 #include <lauxlib.h>
 #include <lua.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,9 +160,28 @@ static void write_line(struct pw_sink *s, const char *level, const char *line, s
 	s->st.lines++;
 }
 
-/* JSON value of the Lua value at idx (scalars and lists of scalars). */
-static json_t *json_of(lua_State *L, int idx)
+static json_t *json_event(lua_State *L, int idx, int depth);
+
+#define JSON_MAX_DEPTH 4
+
+/* Is the table at idx an event or process object (a proxy whose
+ * metatable indexes a store)? */
+static bool is_event(lua_State *L, int idx)
 {
+	if (!lua_getmetatable(L, idx))
+		return false;
+	bool yes = lua_getfield(L, -1, "__index") == LUA_TTABLE;
+	lua_pop(L, 2);
+	return yes;
+}
+
+/* JSON value of the Lua value at idx: scalars, lists, string-keyed sets and
+ * maps (env, caps), and process objects (parent, ancestors) as objects. */
+static json_t *json_of(lua_State *L, int idx, int depth)
+{
+	if (depth > JSON_MAX_DEPTH || !lua_checkstack(L, 8))
+		return NULL;
+	idx = lua_absindex(L, idx);
 	switch (lua_type(L, idx)) {
 	case LUA_TBOOLEAN:
 		return json_boolean(lua_toboolean(L, idx));
@@ -174,11 +194,19 @@ static json_t *json_of(lua_State *L, int idx)
 		return json_stringn_nocheck(str, n);
 	}
 	case LUA_TTABLE: {
-		json_t *a = json_array();
+		if (is_event(L, idx))
+			return json_event(L, idx, depth + 1);
 		lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+		lua_pushnil(L);
+		bool has_keys = lua_next(L, idx) != 0;
+		if (has_keys)
+			lua_pop(L, 2);
+		if (n == 0 && has_keys) /* a map or a set: {name = value|true} */
+			return json_event(L, idx, depth + 1);
+		json_t *a = json_array();
 		for (lua_Integer i = 1; i <= n && a; i++) {
 			lua_rawgeti(L, idx, i);
-			json_t *v = json_of(L, -1);
+			json_t *v = json_of(L, -1, depth + 1);
 			lua_pop(L, 1);
 			if (v)
 				json_array_append_new(a, v);
@@ -193,7 +221,7 @@ static json_t *json_of(lua_State *L, int idx)
 /* The event's fields as they are in the table: the kernel's and every
  * lazy field read so far (no new /proc reads). Names starting with '_' are
  * private. */
-static json_t *json_event(lua_State *L, int idx)
+static json_t *json_event(lua_State *L, int idx, int depth)
 {
 	json_t *o = json_object();
 	if (!o || !lua_checkstack(L, 6))
@@ -214,7 +242,7 @@ static json_t *json_event(lua_State *L, int idx)
 	while (lua_next(L, idx)) { /* key, value */
 		if (lua_type(L, -2) == LUA_TSTRING) {
 			const char *k = lua_tostring(L, -2);
-			json_t *v = k[0] != '_' ? json_of(L, -1) : NULL;
+			json_t *v = k[0] != '_' ? json_of(L, -1, depth) : NULL;
 			if (v)
 				json_object_set_new(o, k, v);
 		}
@@ -285,9 +313,9 @@ void sink_emit(struct pw_sink *s, lua_State *L, const char *level, const char *r
 	json_object_set_new(o, "priority", json_string(level));
 	json_object_set_new(o, "msg", json_string(text));
 	if (extra && extra->tags)
-		json_object_set_new(o, "tags", json_of(L, extra->tags));
+		json_object_set_new(o, "tags", json_of(L, extra->tags, 0));
 	if (extra && extra->event)
-		json_object_set_new(o, "event", json_event(L, extra->event));
+		json_object_set_new(o, "event", json_event(L, extra->event, 0));
 	if (extra && extra->results && lua_checkstack(L, 8))
 		json_object_set_new(o, "actions", json_results(L, extra->results));
 	char *line = json_dumps(o, JSON_COMPACT);

@@ -30,14 +30,15 @@ local function fill(e)
   if ctx ~= nil and host.ctx_fill then host.ctx_fill(ctx, e) end
 end
 
--- Is e's process alive and still the same process (pid + start time)?
+-- Is e's process alive (not exited, not a zombie) and still the same
+-- process (pid + start time)?
 function fields.valid(e)
   if replayed(e) then return false end
-  local now = core.proc_start_time(e.tgid)
-  if now == nil then return false end
+  local st = core.proc_stat(e.tgid)
+  if st == nil or st.state == "Z" or st.state == "X" then return false end
   fill(e)
   local then_ = rawget(e, "start_time")
-  return then_ == nil or then_ == now
+  return then_ == nil or then_ == st.start_time
 end
 
 -- A live /proc read, only while e is still the process it was.

@@ -70,7 +70,7 @@ end
 -- Output: at load time inside an action list, log/alert build action
 -- values; called from a handler or timer they write at once.
 local function emit(level, msg, kind, e, r, results)
-  host.emit(level, template.expand(msg, e), kind, e, r and r.tags, results)
+  host.emit(level, template.expand(msg, e), kind, e, r and r.tags, results, r and r.name)
   return true
 end
 
@@ -254,8 +254,15 @@ local function timer(name, seconds, fn, again)
   return true
 end
 
-function api.every(seconds, fn) return timer("every", seconds, fn, true) end
-function api.after(seconds, fn) return timer("after", seconds, fn, false) end
+-- (not tail calls: timer() names the caller's line two frames up)
+function api.every(seconds, fn)
+  local ok = timer("every", seconds, fn, true)
+  return ok
+end
+function api.after(seconds, fn)
+  local ok = timer("after", seconds, fn, false)
+  return ok
+end
 
 function api.proc(pid)
   if math.type(pid) ~= "integer" or pid <= 0 then error("proc: pid must be a positive integer", 2) end
@@ -290,7 +297,11 @@ end
 -- "file:line: message". The engine runs the chunk through its safe call
 -- with state.loading set.
 function M.compile_file(path)
-  return loadfile(path, "t", M.new_env())
+  local chunk, err = loadfile(path, "t", M.new_env())
+  if not chunk and not string.find(err, path, 1, true) then
+    err = ("%s: %s"):format(path, err) -- e.g. a binary (bytecode) chunk: say which file
+  end
+  return chunk, err
 end
 
 function M.compile_string(src, chunkname)

@@ -84,7 +84,7 @@ function compile(value)
   if t == "number" then return function(v) return v == value end end
   if t == "boolean" then return function(v) return v == value end end
   if t == "function" then
-    return function(v, e) return value(v, e) == true end
+    return function(v, e) return not not value(v, e) end -- any true value
   end
   if t == "table" and is_helper(value) then return compile_helper(value) end
   if t == "table" then

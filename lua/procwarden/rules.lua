@@ -116,7 +116,7 @@ function M.compile(spec, known_types, level)
     for i = 1, n do
       if not tests[i](e) then return false end
     end
-    return when == nil or when(e) == true
+    return when == nil or not not when(e) -- any true value, as in Lua
   end
 
   local action = spec.action
@@ -229,11 +229,13 @@ function M.throttle_pass(r, e, now)
   if th == nil then return true end
   local key = "*"
   if th.key then
-    local v = e[th.key]
-    if string.find(th.key, ".", 1, true) then
-      local first, rest = string.match(th.key, "^([^.]+)%.(.+)$")
+    local first, rest = string.match(th.key, "^([^.]+)%.(.+)$")
+    local v
+    if first then
       local obj = e[first]
       v = type(obj) == "table" and obj[rest] or nil
+    else
+      v = e[th.key]
     end
     key = tostring(v)
   end

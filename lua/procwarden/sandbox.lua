@@ -8,7 +8,7 @@ local M = {}
 local sfind, smatch, sgmatch, sgsub = string.find, string.match, string.gmatch, string.gsub
 local rawset_, type_, error_, tostring_ = rawset, type, error, tostring
 
-M.PATTERN_BUDGET = 1e8 -- estimated matching steps a pattern call may take
+M.PATTERN_BUDGET = 1e7 -- estimated matching steps a pattern call may take (~0.1 s)
 
 -- Estimated worst-case steps of matching pat against a subject of n bytes:
 -- each backtracking quantifier multiplies by n; an unanchored pattern is
@@ -89,7 +89,9 @@ local function safe_setmetatable(t, mt)
   if mt and rawget(mt, "__gc") ~= nil then
     error_("setmetatable: __gc finalizers are not allowed in rules", 2)
   end
-  return setmetatable(t, mt)
+  local ok, res = pcall(setmetatable, t, mt)
+  if not ok then error_("setmetatable: " .. tostring(res), 2) end -- at the rule's line
+  return res
 end
 
 -- A fresh environment for one rule file. api: the procwarden functions.

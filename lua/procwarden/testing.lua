@@ -13,6 +13,8 @@ local core = require "procwarden.core"
 
 local M = {}
 
+M.SUSPEND_AFTER = 5 -- failures in a row that suspend a handler (engine.c's PW_SUSPEND_AFTER)
+
 local RUNTIME = {
   "procwarden", "procwarden.event", "procwarden.template", "procwarden.suggest",
   "procwarden.match", "procwarden.rules", "procwarden.sandbox", "procwarden.container",
@@ -78,7 +80,7 @@ end
 
 local function run_chunk(p, chunk)
   p._runtime.state.loading = true
-  local ok, err = xpcall(chunk, debug.traceback)
+  local ok, err = pcall(chunk) -- "file:line: message", as the daemon reports it
   p._runtime.state.loading = false
   if not ok then error(err, 0) end
 end
@@ -120,6 +122,10 @@ local function dispatch(p, e)
       if not ok then
         p._errors[#p._errors + 1] = { rule = entry.name, error = err }
         entry.failures = (entry.failures or 0) + 1
+        entry.in_a_row = (entry.in_a_row or 0) + 1
+        if entry.in_a_row >= M.SUSPEND_AFTER then entry.suspended = true end -- as the daemon does
+      else
+        entry.in_a_row = 0
       end
       p._current = nil
     end
