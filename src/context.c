@@ -106,6 +106,8 @@ int ctx_fill(lua_State *L)
 		set_int(L, "sid", c->sid);
 	if (c->start_time)
 		set_int(L, "start_time", (lua_Integer)c->start_time);
+	else if (c->start_est) /* known from the fork event's time, to a tick */
+		set_int(L, "_start_est", (lua_Integer)c->start_est);
 	if (c->creds_known) {
 		set_int(L, "uid", c->ruid);
 		set_int(L, "euid", c->euid);

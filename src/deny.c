@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/fanotify.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -34,6 +35,7 @@
 #define MAX_NAMESPACES 512
 #define DONE_MAX (PW_DENY_BATCH * 4)
 #define NS_SCAN_MS 2000
+#define MAX_WATCHED 64
 
 enum { SLOT_FREE, SLOT_ASKED, SLOT_DECIDED };
 
@@ -66,8 +68,17 @@ struct pw_deny {
 	/* marks (under mu) */
 	dev_t marked[MAX_MARKS];
 	int nmarked;
-	ino_t namespaces[MAX_NAMESPACES];
-	int nnamespaces;
+	dev_t prev[MAX_MARKS]; /* marked before the last remark (for messages) */
+	int nprev;
+	int nnamespaces; /* other mount namespaces seen by the last scan */
+	/* mountinfo of other namespaces, polled (POLLPRI) for mount changes;
+	 * touched by the responder thread only (and by deny_start before it) */
+	struct ns_watch {
+		ino_t ino;
+		pid_t pid;
+		int fd;
+	} watch[MAX_WATCHED];
+	int nwatch;
 	atomic_bool need_sha256;
 	struct pw_deny_stats st; /* under mu */
 };
@@ -95,7 +106,8 @@ static bool pseudo_fs(const char *type)
 }
 
 /* Mark the filesystem holding path (once per device). Logs new marks when
- * verbose is set. Caller holds mu. */
+ * verbose is set and the device was not marked before the last remark.
+ * Caller holds mu. */
 static void mark_path(struct pw_deny *d, const char *path, const char *type, bool verbose)
 {
 	struct stat sb;
@@ -104,6 +116,9 @@ static void mark_path(struct pw_deny *d, const char *path, const char *type, boo
 	for (int i = 0; i < d->nmarked; i++)
 		if (d->marked[i] == sb.st_dev)
 			return;
+	for (int i = 0; i < d->nprev; i++)
+		if (d->prev[i] == sb.st_dev)
+			verbose = false; /* marked before: said already */
 	if (d->nmarked == MAX_MARKS) {
 		d->st.mark_failures++;
 		return;
@@ -168,16 +183,36 @@ static void mark_mountinfo(struct pw_deny *d, const char *mountinfo, const char 
 	fclose(f);
 }
 
-/* Filesystems of other mount namespaces (containers) not seen yet. */
+static void mark_namespace(struct pw_deny *d, pid_t pid)
+{
+	char mi[64], root[64];
+	snprintf(mi, sizeof mi, "/proc/%d/mountinfo", (int)pid);
+	snprintf(root, sizeof root, "/proc/%d/root", (int)pid);
+	mark_mountinfo(d, mi, root, true);
+}
+
+static void unwatch(struct pw_deny *d, int i)
+{
+	close(d->watch[i].fd);
+	d->watch[i] = d->watch[--d->nwatch];
+}
+
+/* Other mount namespaces (containers): mark their filesystems and watch
+ * their mount tables (a change makes their mountinfo POLLPRI). */
 static void scan_namespaces(struct pw_deny *d)
 {
 	char self[64] = "";
 	ssize_t n = readlink("/proc/self/ns/mnt", self, sizeof self - 1);
 	if (n > 0)
 		self[n] = 0;
+	for (int i = d->nwatch - 1; i >= 0; i--) /* namespaces whose watched task is gone */
+		if (kill(d->watch[i].pid, 0) < 0 && errno == ESRCH)
+			unwatch(d, i);
 	DIR *dir = opendir("/proc");
 	if (!dir)
 		return;
+	static ino_t scanned[MAX_NAMESPACES];
+	int nscanned = 0;
 	struct dirent *de;
 	while ((de = readdir(dir))) {
 		char *end;
@@ -196,26 +231,53 @@ static void scan_namespaces(struct pw_deny *d)
 		if (stat(path, &sb) < 0)
 			continue;
 		bool seen = false;
-		pthread_mutex_lock(&d->mu);
-		for (int i = 0; i < d->nnamespaces && !seen; i++)
-			seen = d->namespaces[i] == sb.st_ino;
-		if (!seen && d->nnamespaces < MAX_NAMESPACES)
-			d->namespaces[d->nnamespaces++] = sb.st_ino;
-		pthread_mutex_unlock(&d->mu);
-		if (seen)
+		for (int i = 0; i < nscanned && !seen; i++)
+			seen = scanned[i] == sb.st_ino;
+		if (seen || nscanned == MAX_NAMESPACES)
 			continue;
-		char mi[64], root[64];
-		snprintf(mi, sizeof mi, "/proc/%ld/mountinfo", pid);
-		snprintf(root, sizeof root, "/proc/%ld/root", pid);
-		mark_mountinfo(d, mi, root, true);
+		scanned[nscanned++] = sb.st_ino;
+		bool watched = false;
+		for (int i = 0; i < d->nwatch && !watched; i++)
+			watched = d->watch[i].ino == sb.st_ino;
+		if (watched)
+			continue;
+		mark_namespace(d, (pid_t)pid);
+		if (d->nwatch < MAX_WATCHED) {
+			char mi[64];
+			snprintf(mi, sizeof mi, "/proc/%ld/mountinfo", pid);
+			int fd = open(mi, O_RDONLY | O_CLOEXEC);
+			if (fd >= 0)
+				d->watch[d->nwatch++] = (struct ns_watch){.ino = sb.st_ino, .pid = (pid_t)pid, .fd = fd};
+		}
 	}
 	closedir(dir);
+	pthread_mutex_lock(&d->mu);
+	d->nnamespaces = nscanned;
+	pthread_mutex_unlock(&d->mu);
 }
 
-void deny_cover(struct pw_deny *d, const char *path)
+/* A mount table changed. A filesystem's mark dies with it, and a new one
+ * may reuse its device number: forget what was marked and mark everything
+ * mounted now (marking a marked filesystem again is harmless). */
+static void remark_all(struct pw_deny *d)
+{
+	pthread_mutex_lock(&d->mu);
+	memcpy(d->prev, d->marked, sizeof d->marked[0] * (size_t)d->nmarked);
+	d->nprev = d->nmarked;
+	d->nmarked = 0;
+	d->st.filesystems = 0; /* counted again: filesystems marked now */
+	pthread_mutex_unlock(&d->mu);
+	mark_mountinfo(d, "/proc/self/mountinfo", "", true);
+	for (int i = 0; i < d->nwatch; i++)
+		mark_namespace(d, d->watch[i].pid);
+}
+
+void deny_cover(struct pw_deny *d, pid_t pid)
 {
 	if (!d)
 		return;
+	char path[64]; /* the magic link reaches the file in the process's own namespace */
+	snprintf(path, sizeof path, "/proc/%d/exe", (int)pid);
 	pthread_mutex_lock(&d->mu);
 	mark_path(d, path, NULL, true);
 	pthread_mutex_unlock(&d->mu);
@@ -231,8 +293,10 @@ static void answer(struct pw_deny *d, int fd, bool deny)
 	close(fd);
 }
 
-/* What is known of the file being executed. */
-static void describe(struct pw_deny *d, struct slot *s, const struct fanotify_event_metadata *md)
+/* What is known of the file being executed. The hash gives up at the
+ * deadline (the request is then denied: padding buys no bypass). */
+static void describe(struct pw_deny *d, struct slot *s, const struct fanotify_event_metadata *md,
+		     uint64_t deadline)
 {
 	struct pw_deny_req *r = &s->req;
 	memset(r, 0, sizeof *r);
@@ -250,7 +314,7 @@ static void describe(struct pw_deny *d, struct slot *s, const struct fanotify_ev
 		r->ino = sb.st_ino;
 	}
 	if (atomic_load(&d->need_sha256))
-		r->have_sha256 = hash_sha256_fd(md->fd, r->sha256) == 0;
+		r->have_sha256 = hash_sha256_fd_by(md->fd, r->sha256, deadline) == 0;
 }
 
 static void run_round(struct pw_deny *d, const struct fanotify_event_metadata *mds[], int n)
@@ -262,7 +326,7 @@ static void run_round(struct pw_deny *d, const struct fanotify_event_metadata *m
 	int k = 0;
 	for (int i = 0; i < n; i++) {
 		round[k].fd = mds[i]->fd;
-		describe(d, &round[k], mds[i]);
+		describe(d, &round[k], mds[i], deadline);
 		round[k].state = SLOT_ASKED;
 		round[k].late = false;
 		k++;
@@ -292,7 +356,7 @@ static void run_round(struct pw_deny *d, const struct fanotify_event_metadata *m
 	memcpy(round, d->slots, sizeof round[0] * (size_t)k);
 	for (int i = 0; i < k; i++) {
 		struct slot *s = &round[i];
-		bool decided = s->state == SLOT_DECIDED;
+		bool decided = s->state == SLOT_DECIDED && !s->req.error;
 		bool deny;
 		if (decided) {
 			deny = s->req.deny;
@@ -304,17 +368,24 @@ static void run_round(struct pw_deny *d, const struct fanotify_event_metadata *m
 			s->req.deny = true;
 		} else {
 			deny = d->cfg.fail_closed;
-			d->st.timeouts++;
+			if (s->state == SLOT_DECIDED)
+				d->st.rule_errors++;
+			else
+				d->st.timeouts++;
 			s->req.deny = deny;
 		}
 		s->late = !decided;
 		if (d->cfg.dry_run)
 			deny = false;
 		d->st.denied += deny;
-		if ((s->req.deny || s->late) && d->ndone < DONE_MAX) {
-			d->done[d->ndone] = s->req;
-			d->done_late[d->ndone] = s->late;
-			d->ndone++;
+		if (s->req.deny || s->late) {
+			if (d->ndone < DONE_MAX) {
+				d->done[d->ndone] = s->req;
+				d->done_late[d->ndone] = s->late;
+				d->ndone++;
+			} else {
+				d->st.outputs_dropped++;
+			}
 		}
 		s->req.deny = deny;
 	}
@@ -335,18 +406,28 @@ static void *responder(void *arg)
 	uint64_t next_ns_scan = mono_ns() + NS_SCAN_MS * 1000000ull;
 	pid_t self = getpid();
 	for (;;) {
-		struct pollfd p[3] = {
+		struct pollfd p[3 + MAX_WATCHED] = {
 			{.fd = d->fan, .events = POLLIN},
 			{.fd = d->stop_pipe[0], .events = POLLIN},
 			{.fd = d->mountinfo, .events = POLLPRI},
 		};
-		int r = poll(p, d->mountinfo >= 0 ? 3 : 2, NS_SCAN_MS);
+		int nw = d->nwatch;
+		for (int i = 0; i < nw; i++)
+			p[3 + i] = (struct pollfd){.fd = d->watch[i].fd, .events = POLLPRI};
+		int r = poll(p, (nfds_t)(3 + nw), NS_SCAN_MS);
 		if (r < 0 && errno != EINTR)
 			break;
 		if (p[1].revents)
 			break;
-		if (d->mountinfo >= 0 && (p[2].revents & (POLLPRI | POLLERR)))
-			mark_mountinfo(d, "/proc/self/mountinfo", "", true); /* the mount table changed */
+		bool changed = p[2].revents & (POLLPRI | POLLERR);
+		for (int i = nw - 1; i >= 0; i--) { /* another namespace's mount table changed */
+			if (p[3 + i].revents & POLLNVAL)
+				unwatch(d, i);
+			else if (p[3 + i].revents & (POLLPRI | POLLERR))
+				changed = true;
+		}
+		if (changed)
+			remark_all(d);
 		if (mono_ns() >= next_ns_scan) {
 			scan_namespaces(d);
 			next_ns_scan = mono_ns() + NS_SCAN_MS * 1000000ull;
@@ -412,6 +493,7 @@ static void async_cb(struct ev_loop *loop, ev_async *w, int revents)
 			for (int i = 0, j = 0; i < d->nslots && j < n; i++)
 				if (d->slots[i].state == SLOT_ASKED && d->slots[i].fd == work[j].fd) {
 					d->slots[i].req.deny = work[j].req.deny;
+					d->slots[i].req.error = work[j].req.error;
 					memcpy(d->slots[i].req.rule, work[j].req.rule, sizeof work[j].req.rule);
 					d->slots[i].state = SLOT_DECIDED;
 					j++;
@@ -521,6 +603,8 @@ void deny_stop(struct pw_deny *d)
 			close(d->stop_pipe[i]);
 	if (d->mountinfo >= 0)
 		close(d->mountinfo);
+	while (d->nwatch > 0)
+		unwatch(d, d->nwatch - 1);
 	pthread_mutex_destroy(&d->mu);
 	pthread_cond_destroy(&d->cv);
 	free(d);

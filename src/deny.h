@@ -19,8 +19,10 @@ struct pw_deny_stats {
 	uint64_t timeouts;      /* not decided by the deadline: answered by default */
 	uint64_t hash_late;     /* sha256 not ready by the deadline: denied */
 	uint64_t own;           /* procwarden's own execs: allowed at once */
-	uint64_t filesystems;   /* filesystems marked */
+	uint64_t filesystems;   /* filesystems marked now */
 	uint64_t mark_failures; /* filesystems that could not be marked */
+	uint64_t rule_errors;   /* decisions the rules failed to make: default answer */
+	uint64_t outputs_dropped; /* denial lines not written: the loop fell behind */
 };
 
 /* A request as the loop sees it. */
@@ -36,6 +38,7 @@ struct pw_deny_req {
 	ino_t ino;
 	/* filled by the loop */
 	bool deny;
+	bool error; /* the rules failed (error, budget): the default answer applies */
 	char rule[128]; /* the deciding rule */
 };
 
@@ -63,9 +66,9 @@ struct pw_deny;
 struct pw_deny *deny_start(const struct pw_deny_config *cfg, char *err, size_t errlen);
 /* Rules changed (reload): sha256 needed or not. */
 void deny_set_need_sha256(struct pw_deny *d, bool need);
-/* Make sure the filesystem of dev is marked (an exec seen from an unmarked
- * filesystem is marked for next time). path: a file on it. */
-void deny_cover(struct pw_deny *d, const char *path);
+/* Make sure the filesystem of pid's executable is marked (an exec seen from
+ * an unmarked filesystem, in any mount namespace, is marked for next time). */
+void deny_cover(struct pw_deny *d, pid_t pid);
 const struct pw_deny_stats *deny_stats(const struct pw_deny *d);
 /* Stop the thread and close fanotify (the kernel allows what was waiting). */
 void deny_stop(struct pw_deny *d);

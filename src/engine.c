@@ -334,16 +334,17 @@ static int host_sha256(lua_State *L)
 	return 1;
 }
 
-/* host.signal(pid, start_time|nil, sig) -> true, nil, sent_ns | nil, why */
+/* host.signal(pid, start_time|nil, sig, approx?) -> true, nil, sent_ns | nil, why */
 static int host_signal(lua_State *L)
 {
 	lua_Integer pid = luaL_checkinteger(L, 1);
 	lua_Integer start = luaL_optinteger(L, 2, 0);
 	lua_Integer sig = luaL_checkinteger(L, 3);
+	bool approx = lua_toboolean(L, 4);
 	luaL_argcheck(L, sig >= 0 && sig < 65, 3, "not a signal number");
 	const char *why = NULL;
 	uint64_t sent = 0;
-	int r = pid > 0 && pid <= 0x7fffffff ? api_signal((pid_t)pid, (uint64_t)start, (int)sig, &why, &sent)
+	int r = pid > 0 && pid <= 0x7fffffff ? api_signal((pid_t)pid, (uint64_t)start, approx, (int)sig, &why, &sent)
 					     : (why = "refused: not a process id", -EINVAL);
 	if (r < 0) {
 		lua_pushnil(L);
@@ -463,13 +464,20 @@ static int host_exec(lua_State *L)
 	return 1;
 }
 
+/* host.refused(): a signal refused by the rules' protect{} list */
+static int host_refused(lua_State *L)
+{
+	api_count_refusal();
+	return 0;
+}
+
 static int open_host(lua_State *L)
 {
 	static const luaL_Reg funcs[] = {
 		{"want", host_want},   {"emit", host_emit},         {"timer", host_timer},
 		{"now", host_now},     {"stats", host_stats},       {"proc_ctx", host_proc_ctx},
 		{"sha256", host_sha256}, {"signal", host_signal},   {"exec", host_exec},
-		{"children", host_children},
+		{"children", host_children}, {"refused", host_refused},
 		{NULL, NULL},
 	};
 	luaL_newlibtable(L, funcs);
@@ -973,14 +981,18 @@ void engine_decide(struct pw_engine *e, struct pw_deny_req *r)
 	lua_State *L = e->L;
 	int top = lua_gettop(L);
 	r->deny = false;
+	r->error = false;
 	r->rule[0] = 0;
-	if (push_decision(e, r) < 0)                        /* ev */
+	if (push_decision(e, r) < 0) {                      /* ev */
+		r->error = true;
 		return;
+	}
 	lua_rawgeti(L, LUA_REGISTRYINDEX, e->runtime_ref);  /* ev, rt */
 	lua_getfield(L, -1, "decide");                      /* ev, rt, decide */
 	lua_pushvalue(L, -3);                               /* ev, rt, decide, ev */
 	if (engine_call(e, 1, "deny decision") != LUA_OK) { /* ev, rt[, err] */
 		report_error(e, "decision for", r->exe);
+		r->error = true; /* the default answer (--deny-fail-closed) applies */
 	} else {
 		lua_pushliteral(L, "_verdict");
 		if (lua_rawget(L, -3) == LUA_TSTRING) {     /* ev, rt, verdict */

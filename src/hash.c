@@ -7,6 +7,9 @@
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <time.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -41,7 +44,59 @@ static bool same_file(const struct cache_entry *c, const struct stat *sb)
 	       c->ctime.tv_sec == sb->st_ctim.tv_sec && c->ctime.tv_nsec == sb->st_ctim.tv_nsec;
 }
 
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int hash_fd(int fd, char out[65], uint64_t deadline_ns);
+
 int hash_sha256_fd(int fd, char out[65])
+{
+	return hash_fd(fd, out, 0);
+}
+
+static atomic_int background;
+
+static void *finish_hash(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	char hex[65];
+	hash_fd(fd, hex, 0); /* fills the cache */
+	close(fd);
+	atomic_fetch_sub(&background, 1);
+	return NULL;
+}
+
+int hash_sha256_fd_by(int fd, char out[65], uint64_t deadline_ns)
+{
+	int r = hash_fd(fd, out, deadline_ns);
+	if (r != -ETIMEDOUT)
+		return r;
+	pthread_mutex_lock(&mu);
+	st.late++;
+	pthread_mutex_unlock(&mu);
+	if (atomic_fetch_add(&background, 1) >= 2) {
+		atomic_fetch_sub(&background, 1);
+		return r;
+	}
+	int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	pthread_t t;
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (copy < 0 || pthread_create(&t, &attr, finish_hash, (void *)(intptr_t)copy) != 0) {
+		if (copy >= 0)
+			close(copy);
+		atomic_fetch_sub(&background, 1);
+	}
+	pthread_attr_destroy(&attr);
+	return r;
+}
+
+static int hash_fd(int fd, char out[65], uint64_t deadline_ns)
 {
 	struct stat sb;
 	if (fstat(fd, &sb) < 0)
@@ -86,6 +141,10 @@ int hash_sha256_fd(int fd, char out[65])
 			err = -EFBIG;
 			break;
 		}
+		if (deadline_ns && (off & ((1 << 20) - 1)) < (off_t)sizeof buf && mono_ns() > deadline_ns) {
+			err = -ETIMEDOUT; /* checked about every MiB */
+			break;
+		}
 	}
 	unsigned char digest[EVP_MAX_MD_SIZE];
 	unsigned int dlen = 0;
@@ -93,9 +152,11 @@ int hash_sha256_fd(int fd, char out[65])
 		err = -EIO;
 	EVP_MD_CTX_free(md);
 	if (err) {
-		pthread_mutex_lock(&mu);
-		st.failures++;
-		pthread_mutex_unlock(&mu);
+		if (err != -ETIMEDOUT) {
+			pthread_mutex_lock(&mu);
+			st.failures++;
+			pthread_mutex_unlock(&mu);
+		}
 		return err;
 	}
 	for (unsigned i = 0; i < dlen && i < 32; i++)

@@ -8,13 +8,18 @@
 #define PW_HASH_MAX_BYTES (512ull << 20) /* larger files are not hashed */
 
 struct pw_hash_stats {
-	uint64_t computed, cache_hits, failures;
+	uint64_t computed, cache_hits, failures, late;
 };
 
 /* sha256 (64 hex chars + NUL) of the open file fd, from the cache when its
  * (dev, inode, size, mtime, ctime) was hashed before. 0 or -errno
  * (-EFBIG above PW_HASH_MAX_BYTES). */
 int hash_sha256_fd(int fd, char out[65]);
+/* The same, giving up with -ETIMEDOUT once CLOCK_MONOTONIC passes
+ * deadline_ns (0 = none). A file given up on is hashed to the end by a
+ * background thread (at most two at a time), so the next exec of it finds
+ * the hash in the cache. */
+int hash_sha256_fd_by(int fd, char out[65], uint64_t deadline_ns);
 /* sha256 of /proc/PID/exe (the file the process runs, even if deleted). */
 int hash_sha256_exe(pid_t pid, char out[65]);
 const struct pw_hash_stats *hash_stats(void);

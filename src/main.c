@@ -85,9 +85,12 @@ struct daemon {
 	ev_timer duration;
 };
 
-static struct pw_event batch[PW_NL_EVENT_CAP];
-static struct pw_ctx batch_ctx[PW_NL_EVENT_CAP];
-static int batch_pidfd[PW_NL_EVENT_CAP];
+/* One wake-up's events, handled as one batch (so an exec followed by another
+ * exec of the same process within it is recognised as stale). */
+#define WAKEUP_CAP (BATCHES_PER_WAKEUP * PW_NL_EVENT_CAP)
+static struct pw_event batch[WAKEUP_CAP];
+static struct pw_ctx batch_ctx[WAKEUP_CAP];
+static int batch_pidfd[WAKEUP_CAP];
 
 /* ---- counters ---------------------------------------------------------- */
 
@@ -157,11 +160,14 @@ static int collect_counters(const struct daemon *d, struct counter *c, int cap)
 		C("deny_own_execs", ds->own);
 		C("deny_filesystems", ds->filesystems);
 		C("deny_mark_failures", ds->mark_failures);
+		C("deny_rule_errors", ds->rule_errors);
+		C("deny_outputs_dropped", ds->outputs_dropped);
 	}
 	{
 		const struct pw_hash_stats *hs = hash_stats();
 		C("sha256_computed", hs->computed);
 		C("sha256_cache_hits", hs->cache_hits);
+		C("sha256_late", hs->late);
 		const struct pw_api_stats *as = api_stats();
 		C("signals_sent", as->signals_sent);
 		C("signals_refused", as->signals_refused);
@@ -276,8 +282,8 @@ static void deliver(void *arg, struct pw_event *evs, int n)
 		ptable_complete(d->ptable, &evs[i], &batch_ctx[i]);
 	if (d->deny) /* an exec from a filesystem not marked yet: mark it for next time */
 		for (int i = 0; i < n; i++)
-			if (evs[i].type == PW_EV_EXEC && batch_ctx[i].img && batch_ctx[i].img->exe)
-				deny_cover(d->deny, batch_ctx[i].img->exe);
+			if (evs[i].type == PW_EV_EXEC)
+				deny_cover(d->deny, evs[i].tgid);
 	for (int i = 0; i < n; i++) {
 		const struct pw_event *ev = &evs[i];
 		d->seen += counted(d, ev);
@@ -360,20 +366,22 @@ static uint32_t wanted_mask(const struct daemon *d)
 static void netlink_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct daemon *d = w->data;
+	int total = 0;
 	for (int i = 0; i < BATCHES_PER_WAKEUP; i++) {
-		int n = netlink_recv_batch(&d->nl, batch, PW_NL_EVENT_CAP);
+		uint64_t before = d->nl.st.datagrams;
+		int n = netlink_recv_batch(&d->nl, batch + total, PW_NL_EVENT_CAP);
 		if (n < 0) {
 			pw_log(PW_LOG_ERROR, "netlink receive: %s", strerror(-n));
 			d->exit_code = 1;
 			stop(d);
-			return;
+			break;
 		}
-		if (n == 0)
-			return;
-		deliver(d, batch, n);
-		if (d->opt.max_events && d->seen >= (uint64_t)d->opt.max_events)
-			return;
+		total += n;
+		if (d->nl.st.datagrams - before < PW_NL_BATCH)
+			break; /* drained for now */
 	}
+	if (total > 0)
+		deliver(d, batch, total);
 }
 
 /* ---- signals ----------------------------------------------------------- */
@@ -953,13 +961,14 @@ static int run(struct daemon *d)
 	}
 	pw_log(PW_LOG_INFO, "subscribed (%s, mask 0x%08x), receive buffer %d bytes",
 	       d->nl.proc_input ? "proc_input" : "legacy op", d->nl.mask, d->opt.rcvbuf);
-	deny_update(d);
 	/* After subscribing, so nothing falls between the scan and the events. */
 	int found = ptable_scan(d->ptable, scan_found, d);
 	if (found < 0)
 		pw_log(PW_LOG_ERROR, "start-up scan of /proc: %s", strerror(-found));
 	else
 		pw_log(PW_LOG_INFO, "%d processes running at start", found);
+	/* Last, just before the loop runs: from here every exec waits on us. */
+	deny_update(d);
 
 	ev_io_init(&d->io, netlink_cb, d->nl.fd, EV_READ);
 	d->io.data = d;
@@ -981,7 +990,7 @@ int main(int argc, char **argv)
 {
 	struct daemon d;
 	memset(&d, 0, sizeof d);
-	for (size_t i = 0; i < PW_NL_EVENT_CAP; i++)
+	for (size_t i = 0; i < WAKEUP_CAP; i++)
 		batch_pidfd[i] = -1;
 	int r = parse_options(argc, argv, &d.opt);
 	if (r)

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static int proc_path(char *buf, size_t cap, pid_t pid, const char *name)
@@ -196,6 +197,19 @@ int proc_read_cgroup(pid_t pid, char *buf, size_t cap)
 	memcpy(buf, path, len);
 	buf[len] = 0;
 	return (int)len;
+}
+
+uint64_t proc_ticks_at(uint64_t ktime_ns)
+{
+	static long hz;
+	if (!hz && (hz = sysconf(_SC_CLK_TCK)) <= 0)
+		hz = 100;
+	struct timespec boot, mono;
+	clock_gettime(CLOCK_BOOTTIME, &boot);
+	clock_gettime(CLOCK_MONOTONIC, &mono);
+	int64_t off = ((int64_t)boot.tv_sec - mono.tv_sec) * 1000000000LL + (boot.tv_nsec - mono.tv_nsec);
+	uint64_t boot_ns = ktime_ns + (uint64_t)(off > 0 ? off : 0);
+	return boot_ns / (1000000000u / (uint64_t)hz);
 }
 
 void proc_tty_name(unsigned tty_nr, char *buf, size_t cap)

@@ -41,6 +41,9 @@ int proc_read_stat(pid_t pid, struct pw_proc_stat *st);
 int proc_read_start_time(pid_t pid, uint64_t *ticks);
 /* The cgroup v2 path ("0::/path" line) or else the first line's path. Length or -errno. */
 int proc_read_cgroup(pid_t pid, char *buf, size_t cap);
+/* The /proc start-time clock (ticks since boot, CLOCK_BOOTTIME) at a
+ * kernel event's CLOCK_MONOTONIC timestamp. */
+uint64_t proc_ticks_at(uint64_t ktime_ns);
 /* Terminal name for a tty_nr ("pts/3", "tty1", "ttyS0"), or "" when none. */
 void proc_tty_name(unsigned tty_nr, char *buf, size_t cap);
 

@@ -171,13 +171,23 @@ static void capture_fast(struct pw_ptable *t, struct pw_proc *p)
 }
 
 /* The rest of an exec: stat (start time, parents, comm, tty), ids
- * (status) and cgroup. */
-static void capture_rest(struct pw_ptable *t, struct pw_proc *p)
+ * (status) and cgroup. exec_ticks: the exec's time on the start-time
+ * clock (0: not from an event). Returns false when /proc now shows a process
+ * that started after the exec (the pid was reused): nothing is taken from it
+ * and the image is dropped. */
+static bool capture_rest(struct pw_ptable *t, struct pw_proc *p, uint64_t exec_ticks)
 {
 	struct pw_proc_stat st;
 	struct pw_proc_status ids;
 	p->needs_rest = false;
-	if (proc_read_stat(p->tgid, &st) == 0) {
+	bool have_stat = proc_read_stat(p->tgid, &st) == 0;
+	if (have_stat && exec_ticks && st.start_time > exec_ticks + 1) {
+		image_unref(p->img);
+		p->img = NULL;
+		t->st.capture_failed++;
+		return false;
+	}
+	if (have_stat) {
 		p->ppid = st.ppid;
 		p->pgid = st.pgid;
 		p->sid = st.sid;
@@ -202,12 +212,13 @@ static void capture_rest(struct pw_ptable *t, struct pw_proc *p)
 		p->img->bytes += (size_t)n;
 		*p->img->acct += (size_t)n;
 	}
+	return true;
 }
 
 static void capture(struct pw_ptable *t, struct pw_proc *p)
 {
 	capture_fast(t, p);
-	capture_rest(t, p);
+	capture_rest(t, p, 0);
 }
 
 void ptable_complete(struct pw_ptable *t, const struct pw_event *ev, struct pw_ctx *ctx)
@@ -217,7 +228,13 @@ void ptable_complete(struct pw_ptable *t, const struct pw_event *ev, struct pw_c
 	struct pw_proc *p = find(t, ev->tgid);
 	if (!p || !p->needs_rest)
 		return;
-	capture_rest(t, p);
+	if (!capture_rest(t, p, proc_ticks_at(ev->ktime_ns))) {
+		if (ctx) { /* the captured image was a later process's */
+			image_unref(ctx->img);
+			ctx->img = NULL;
+		}
+		return;
+	}
 	if (ctx && ctx->known) {
 		ctx->start_time = p->start_time;
 		ctx->pgid = p->pgid;
@@ -243,6 +260,7 @@ void ptable_ctx_of(const struct pw_proc *p, struct pw_ctx *ctx)
 	ctx->pgid = p->pgid;
 	ctx->sid = p->sid;
 	ctx->start_time = p->start_time;
+	ctx->start_est = p->start_est;
 	ctx->ruid = p->ruid;
 	ctx->euid = p->euid;
 	ctx->rgid = p->rgid;
@@ -276,6 +294,7 @@ void ptable_apply(struct pw_ptable *t, const struct pw_event *ev, struct pw_ctx 
 		if (!p)
 			break;
 		p->ppid = ev->u.fork.parent_tgid;
+		p->start_est = proc_ticks_at(ev->ktime_ns); /* identity without a /proc read */
 		if (parent) { /* the child runs its parent's program until it execs */
 			p->img = parent->img;
 			image_ref(p->img);
@@ -414,7 +433,12 @@ int ptable_scan(struct pw_ptable *t, pw_scan_fn each, void *arg)
 		if (proc_read_stat((pid_t)pid, &st) < 0)
 			continue; /* gone meanwhile */
 		struct pw_proc *p = find(t, (pid_t)pid);
-		bool is_new = !p || (p->start_time && p->start_time != st.start_time);
+		bool same = p && (p->start_time ? p->start_time == st.start_time
+						 : !p->start_est || (st.start_time + 1 >= p->start_est &&
+								     st.start_time <= p->start_est + 1));
+		bool is_new = !same;
+		if (same && !p->start_time)
+			p->start_time = st.start_time;
 		if (is_new || !p->img) {
 			p = fresh(t, (pid_t)pid);
 			if (!p)

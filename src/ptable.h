@@ -31,6 +31,7 @@ struct pw_image {
 struct pw_proc {
 	pid_t tgid, ppid, pgid, sid;
 	uint64_t start_time; /* clock ticks since boot; 0 = not known yet */
+	uint64_t start_est;  /* from the fork event's time, +-1 tick (start_time unknown) */
 	uint32_t ruid, euid, rgid, egid;
 	bool creds_known;
 	bool exited;
@@ -46,6 +47,7 @@ struct pw_ctx {
 	bool known; /* the table had (or captured) the process */
 	pid_t tgid, ppid, pgid, sid;
 	uint64_t start_time;
+	uint64_t start_est;
 	uint32_t ruid, euid, rgid, egid;
 	bool creds_known;
 	bool has_prev; /* uid/gid events: the ids before the change */

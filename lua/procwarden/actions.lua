@@ -61,32 +61,35 @@ local function resolve(target)
   return nil
 end
 
-local function output(level, msg, e, name, ok, err, extra)
+local function output(level, msg, e, name, ok, err, extra, r)
   local result = { name = name, ok = ok, error = err }
   for k, v in pairs(extra or {}) do result[k] = v end
-  host.emit(level, msg, "action", e, nil, { result })
+  host.emit(level, msg, "action", e, r and r.tags, { result }, r and r.name)
 end
 
 -- Signal one process: identity-checked, protect{}-checked, dry-run aware.
 -- Returns ok, err, done ("killed" / "would kill" ...).
-local function send(p, sig, verb, state, e)
+local function send(p, sig, verb, state, e, r)
   local pid = p.tgid or p.pid
   local exe = p.exe
   local what = ("pid %d (%s)"):format(pid, exe or "?")
   if is_protected(exe) then
     local why = "refused: protected (" .. exe .. ")"
-    output("warning", ("%s %s %s"):format(verb, what, why), e, verb, false, why)
+    if host.refused then host.refused() end
+    output("warning", ("%s %s %s"):format(verb, what, why), e, verb, false, why, nil, r)
     return nil, why, verb
   end
   if state.dry_run then
-    output("notice", ("would %s %s with %s"):format(verb, what, M.signal_name(sig)), e, verb, true)
+    output("notice", ("would %s %s with %s"):format(verb, what, M.signal_name(sig)), e, verb, true, nil, nil, r)
     return true, nil, "would " .. verb
   end
   -- The captured start time only: the hot path must not read /proc. A
   -- process of this batch is pinned by its pidfd already; any other is
   -- checked against the start time in C.
   event.fill(p)
-  local ok, why, sent_ns = host.signal(pid, event.raw(p, "start_time"), sig)
+  local start, approx = event.raw(p, "start_time"), false
+  if start == nil then start, approx = event.raw(p, "_start_est"), true end
+  local ok, why, sent_ns = host.signal(pid, start, sig, approx)
   if ok then
     local lat, extra = "", { pid = pid, signal = sig }
     local kt = e and event.raw(e, "ktime_ns")
@@ -95,10 +98,10 @@ local function send(p, sig, verb, state, e)
       lat = (" %d us after the event"):format(extra.latency_ns // 1000)
     end
     output("notice", ("%s %s with %s%s"):format(verb == "kill" and "killed" or "signalled", what,
-      M.signal_name(sig), lat), e, verb, true, nil, extra)
+      M.signal_name(sig), lat), e, verb, true, nil, extra, r)
     return true, nil, verb == "kill" and "killed" or "signalled"
   end
-  output("warning", ("%s %s failed: %s"):format(verb, what, why), e, verb, false, why)
+  output("warning", ("%s %s failed: %s"):format(verb, what, why), e, verb, false, why, nil, r)
   return nil, why, verb
 end
 
@@ -121,13 +124,13 @@ local function descendants(p, e)
   return out
 end
 
-local function do_kill(target, sig, opts, state, e, verb)
+local function do_kill(target, sig, opts, state, e, verb, r)
   local p = resolve(target)
   if p == nil then return nil, "no such target", verb end
   local tree = opts and opts.tree
   local kids = tree and descendants(p, e) or {}
-  local ok, err, done = send(p, sig, verb, state, e)
-  for _, child in ipairs(kids) do send(child, sig, verb, state, e) end
+  local ok, err, done = send(p, sig, verb, state, e, r)
+  for _, child in ipairs(kids) do send(child, sig, verb, state, e, r) end
   return ok, err, done
 end
 
@@ -149,7 +152,7 @@ function M.make(state)
     end
     local n = check_sig(sig, 9, 2)
     if state.loading and (target == nil or type(target) ~= "table") then
-      return rules.action("kill", "effect", function(e) return do_kill(e, n, opts, state, e, "kill") end)
+      return rules.action("kill", "effect", function(e, r) return do_kill(e, n, opts, state, e, "kill", r) end)
     end
     if target == nil then error("kill: no target: pass the event, a process or a pid", 2) end
     return do_kill(target, n, opts, state, type(target) == "table" and target or nil, "kill")
@@ -159,7 +162,7 @@ function M.make(state)
     local n = check_sig(sig, nil, 2)
     if n == nil then error("signal: needs a signal", 2) end
     if state.loading and target == nil then
-      return rules.action("signal", "effect", function(e) return do_kill(e, n, nil, state, e, "signal") end)
+      return rules.action("signal", "effect", function(e, r) return do_kill(e, n, nil, state, e, "signal", r) end)
     end
     if target == nil then error("signal: no target: pass the event, a process or a pid", 2) end
     return do_kill(target, n, nil, state, type(target) == "table" and target or nil, "signal")
@@ -167,7 +170,7 @@ function M.make(state)
 
   function api.stop(target)
     if state.loading and target == nil then
-      return rules.action("stop", "effect", function(e) return do_kill(e, 19, nil, state, e, "signal") end)
+      return rules.action("stop", "effect", function(e, r) return do_kill(e, 19, nil, state, e, "signal", r) end)
     end
     if target == nil then error("stop: no target: pass the event, a process or a pid", 2) end
     return do_kill(target, 19, nil, state, type(target) == "table" and target or nil, "signal")
@@ -214,12 +217,13 @@ function M.make(state)
   -- unmarked filesystem, no fanotify, a late decision): kill after exec.
   function api.deny()
     if not state.loading then error("deny: only in a rule's action list", 2) end
-    return rules.action("deny", "effect", function(e)
+    return rules.action("deny", "effect", function(e, r)
       if state.dry_run then
-        output("notice", ("would deny exec of %s by pid %s"):format(tostring(e.exe), tostring(e.pid)), e, "deny", true)
+        output("notice", ("would deny exec of %s by pid %s"):format(tostring(e.exe), tostring(e.pid)), e, "deny",
+          true, nil, nil, r)
         return true, nil, "would deny"
       end
-      local ok, err = do_kill(e, 9, nil, state, e, "kill")
+      local ok, err = do_kill(e, 9, nil, state, e, "kill", r)
       return ok, err, ok and "killed after exec" or "kill after exec"
     end)
   end

@@ -38,7 +38,9 @@ function fields.valid(e)
   if st == nil or st.state == "Z" or st.state == "X" then return false end
   fill(e)
   local then_ = rawget(e, "start_time")
-  return then_ == nil or then_ == st.start_time
+  if then_ ~= nil then return then_ == st.start_time end
+  local est = rawget(e, "_start_est") -- from the fork event's time, to a tick
+  return est == nil or math.abs(est - st.start_time) <= 1
 end
 
 -- A live /proc read, only while e is still the process it was.
@@ -212,6 +214,7 @@ M.fields = fields
 
 local is_kernel -- set below
 local NOT_AT_DECISION = { argv = true, args = true, cmdline = true, comm = true, argv_truncated = true }
+local IMAGE_FIELDS = { exe = true, argv = true, argv_truncated = true, comm = true, cgroup = true, tty = true }
 
 local function lazy_index(e, name)
   local read = fields[name]
@@ -228,6 +231,9 @@ local function lazy_index(e, name)
   -- Before an exec runs, the new program's argv and name are not known:
   -- never read them from the caller.
   if NOT_AT_DECISION[name] and rawget(e, "_decision") then return nil end
+  -- What a process runs is the process table's to say when it knows the
+  -- process: read live, it could be a later program (an exec since).
+  if IMAGE_FIELDS[name] and rawget(e, "_ctx") ~= nil then return nil end
   if replayed(e) then
     value = nil -- a recorded line has what it has
     if name == "valid" then value = false

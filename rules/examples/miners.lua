@@ -1,0 +1,68 @@
+-- miners.lua: kill cryptocurrency miners.
+--
+-- Catches
+--   * an exec of a known miner binary, by name, case-insensitively
+--     (xmrig, XMRig-6.21, xmr-stak, cpuminer-opt, minerd, ethminer ...);
+--   * an exec of anything, renamed or not, whose arguments name a mining
+--     pool (stratum+tcp://, stratum+ssl://, stratum2+tcp:// ..., also as
+--     --url=stratum+tcp://...) or carry xmrig's --donate-level option.
+--   * processes already running when procwarden starts (startup = true):
+--     a miner started before the daemon does not outlive it.
+--   The process is killed and an alert says so. Both rules use only exe and
+--   argv, so they act on the exec hot path, before the rest of the process
+--   context is read.
+--
+-- Known false positives
+--   * a command that merely mentions a pool URL is killed too: an admin's
+--     `grep stratum+tcp://pool /var/log/...` (search for "stratum" alone).
+--   * a legitimate miner on a mining rig: do not load this file there.
+-- Known false negatives
+--   * a renamed miner that reads its pool from a config file
+--     (`kworker -c /tmp/.c.json`): no name, no pool in argv. Add the hashes
+--     of the builds you find to forbidden_binaries.lua (sha256 rule).
+--   * miners inside an interpreter with the pool in the environment or a
+--     file; browser (wasm) miners; GPU miners under other names.
+--   * kill-after-exec is a race (see forbidden_binaries.lua). miner-binary
+--     matches on exe only, so it can use deny() instead of kill() to stop
+--     the binary before it runs; miner-arguments cannot (argv is not known
+--     before the program runs).
+--
+-- Tuning
+--   * MINER_EXE: case-insensitive globs on the full exe path.
+--   * MINER_ARGS: globs on each argument (`argv = g` holds when some argument
+--     matches g). Keep them specific: every exec is tested.
+--   * No throttle on purpose: a throttled firing would skip its kill too.
+--   * miner-arguments leaves known miner binaries to miner-binary, so a
+--     miner matching both is killed (and reported) once.
+
+local MINER_EXE = {
+  iglob "*/xmrig*", iglob "*/xmr-stak*", iglob "*/minerd", iglob "*/cpuminer*",
+  iglob "*/ccminer*", iglob "*/bfgminer", iglob "*/cgminer", iglob "*/sgminer",
+  iglob "*/ethminer", iglob "*/nbminer", iglob "*/t-rex", iglob "*/lolminer",
+  iglob "*/phoenixminer", iglob "*/gminer", iglob "*/nanominer", iglob "*/srbminer*",
+  iglob "*/teamredminer", iglob "*/kawpowminer",
+}
+
+local MINER_ARGS = {
+  iglob "*stratum*+*://?*", -- stratum+tcp://pool:3333, --url=stratum+ssl://...
+  iglob "*stratum://?*",
+  "--donate-level*",        -- xmrig and its forks
+}
+
+rule {
+  name = "miner-binary",
+  on = "exec",
+  match = { exe = MINER_EXE },
+  action = { kill(), alert "crypto miner {exe} (pid {pid}, user {user})" },
+  priority = "critical",
+  tags = { "mitre:T1496" },
+}
+
+rule {
+  name = "miner-arguments",
+  on = "exec",
+  match = { argv = MINER_ARGS, exe = not_(MINER_EXE) }, -- one kill per miner
+  action = { kill(), alert "crypto miner by its arguments: {exe} {args} (pid {pid}, user {user})" },
+  priority = "critical",
+  tags = { "mitre:T1496" },
+}
