@@ -91,6 +91,7 @@ struct daemon {
 static struct pw_event batch[WAKEUP_CAP];
 static struct pw_ctx batch_ctx[WAKEUP_CAP];
 static int batch_pidfd[WAKEUP_CAP];
+static bool batch_stale[WAKEUP_CAP];
 
 /* ---- counters ---------------------------------------------------------- */
 
@@ -268,6 +269,7 @@ static void deliver(void *arg, struct pw_event *evs, int n)
 		if (evs[i].type == PW_EV_EXEC)
 			for (int j = i + 1; j < n && !stale; j++)
 				stale = evs[j].type == PW_EV_EXEC && evs[j].tgid == evs[i].tgid;
+		batch_stale[i] = stale;
 		ptable_apply(d->ptable, &evs[i], wanted ? &batch_ctx[i] : NULL, stale);
 		if (!wanted)
 			batch_ctx[i].known = false, batch_ctx[i].img = NULL;
@@ -279,7 +281,8 @@ static void deliver(void *arg, struct pw_event *evs, int n)
 		for (int i = 0; i < n; i++)
 			engine_dispatch_fast(d->engine, &evs[i], &batch_ctx[i]);
 	for (int i = 0; i < n; i++)
-		ptable_complete(d->ptable, &evs[i], &batch_ctx[i]);
+		if (!batch_stale[i]) /* the rest belongs to the later exec */
+			ptable_complete(d->ptable, &evs[i], &batch_ctx[i]);
 	if (d->deny) /* an exec from a filesystem not marked yet: mark it for next time */
 		for (int i = 0; i < n; i++)
 			if (evs[i].type == PW_EV_EXEC)
