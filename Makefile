@@ -26,7 +26,7 @@ LUA_SRC   := $(sort $(wildcard lua/procwarden/*.lua))
 EMBED_SRC := $(LUA_SRC) rules/default.lua
 DAEMON_SRC:= $(filter-out src/fuzz_%.c,$(wildcard src/*.c))
 DAEMON_OBJ:= $(patsubst src/%.c,$(BUILD)/obj/%.o,$(DAEMON_SRC)) $(BUILD)/obj/embedded.o
-CORE_SRC  := src/core.c src/event.c src/proc.c src/replay.c src/ptable.c
+CORE_SRC  := src/core.c src/event.c src/proc.c src/replay.c src/ptable.c src/sink.c src/log.c
 VERSION   := $(shell git describe --always --dirty 2>/dev/null || echo 0.1)
 
 .PHONY: all deps run check test lint clean install sanitize fuzz fuzz-deps bench soak
@@ -68,7 +68,7 @@ $(BUILD)/obj/embedded.o: $(BUILD)/embedded.c src/embedded.h
 $(BUILD)/procwarden: $(DAEMON_OBJ)
 	$(CC) $(ALL_CFLAGS) -o $@.tmp $^ $(LDFLAGS) $(LDLIBS) && mv -f $@.tmp $@
 
-$(BUILD)/lua/procwarden/core.so: $(CORE_SRC) $(wildcard src/*.h) | $(BUILD)/obj
+$(BUILD)/lua/procwarden/core.so: $(CORE_SRC) $(wildcard src/*.h) Makefile | $(BUILD)/obj
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -fPIC -shared -o $@.tmp $(CORE_SRC) $(LDFLAGS) $(shell pkg-config --libs jansson 2>/dev/null) && mv -f $@.tmp $@
 

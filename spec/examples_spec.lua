@@ -281,9 +281,10 @@ end)
 describe("ptrace", function()
   it("throttles per tracer, and sums up what it suppressed when the window reopens", function()
     local p = replay("ptrace")
-    p:advance(61)
+    -- Throttles run on the events' own time (replays are deterministic):
+    -- the next attach comes 61 s after the fixture's last line.
     p:feed { type = "ptrace", pid = 7008, exe = "/usr/sbin/sshd", tracer_pid = 7100, tracer_tgid = 7100,
-      tracer = { pid = 7100, exe = "/tmp/.x/inject", uid = 0 } }
+      tracer = { pid = 7100, exe = "/tmp/.x/inject", uid = 0 }, time = 1764072006.0 + 61 }
     assert.same({ true, 6 }, { p:fired("ptrace-attach-non-debugger") })
     local texts = {}
     for _, o in ipairs(p:outputs()) do

@@ -30,6 +30,6 @@ if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
 	failed=1
 fi
 [ "$lint_failed" -eq 0 ] && passed=$((passed + 1)) || failed=$((failed + 1))
-[ "$pending" -gt 0 ] && echo "$pending pending (integration specs need root)"
+[ "$pending" -gt 0 ] && echo "$pending pending (root-only specs when not root, and known bugs: see the SKIP lines)"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -231,6 +231,23 @@ static void stop(struct daemon *d)
 
 static void resync_cb(struct ev_loop *loop, ev_timer *w, int revents);
 
+/* At most one line every 10 s, with what was lost since the last one. */
+static void report_overflow(struct daemon *d, uint64_t lost)
+{
+	static time_t last;
+	static uint64_t overflows, pending_lost;
+	overflows++;
+	pending_lost += lost;
+	time_t now = time(NULL);
+	if (now - last < 10)
+		return;
+	pw_log(PW_LOG_WARNING, "the kernel dropped events (receive buffer full): %llu overflow%s, at least %llu "
+			       "events lost since the last report; raise --rcvbuf", (unsigned long long)overflows,
+	       overflows == 1 ? "" : "s", (unsigned long long)pending_lost);
+	last = now;
+	overflows = pending_lost = 0;
+}
+
 /* A batch of events, in three passes: (1) the process table takes every
  * event in arrival order and exec contexts are captured from /proc at once,
  * before any rule runs, each event keeping a snapshot of its process; (2)
@@ -292,8 +309,7 @@ static void deliver(void *arg, struct pw_event *evs, int n)
 		d->seen += counted(d, ev);
 		d->by_type[ev->type]++;
 		if (ev->type == PW_EV_OVERFLOW)
-			pw_log(PW_LOG_WARNING, "the kernel dropped events (receive buffer full): at least %llu lost",
-			       (unsigned long long)ev->u.overflow.lost);
+			report_overflow(d, ev->u.overflow.lost);
 		if (d->record) {
 			if (record_write(d->record, ev, &batch_ctx[i], d->ptable, d->wall_offset_ns) == 0)
 				d->recorded++;
@@ -933,7 +949,8 @@ static int go_realtime(int prio)
 		fprintf(stderr, "procwarden: --realtime: SCHED_FIFO priority %d: %s\n", prio, strerror(errno));
 		return -1;
 	}
-	if (mlockall(MCL_CURRENT | MCL_FUTURE) < 0) {
+	/* MCL_ONFAULT: lock what is used, not every page mapped (libraries) */
+	if (mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) < 0) {
 		fprintf(stderr, "procwarden: --realtime: mlockall: %s\n", strerror(errno));
 		return -1;
 	}

@@ -278,6 +278,7 @@ int netlink_recv_batch(struct pw_netlink *n, struct pw_event *evs, size_t cap)
 			}
 			if (ev.type == PW_EV_ACK) {
 				n->st.acks++;
+				n->st.seq_lost += seq_gap(n, &ev); /* acks take a sequence number too */
 				/* The kernel answers with cn_msg.ack = ours + 1 (its seq is
 				 * not the request's on every version). */
 				if (ev.u.ack.cn_ack == n->req_seq + 1) {

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core.h"
+#include "sink.h"
 
 /* ---- record ------------------------------------------------------------ */
 
@@ -23,7 +24,7 @@ static void set_int(json_t *o, const char *k, json_int_t v)
 static void set_str(json_t *o, const char *k, const char *v)
 {
 	if (v && *v)
-		json_object_set_new_nocheck(o, k, json_string(v)); /* NULL (dropped) if not UTF-8 */
+		json_object_set_new_nocheck(o, k, pw_json_string(v, strlen(v)));
 }
 
 /* User name of uid, through a small direct-mapped cache. */
@@ -113,8 +114,7 @@ static void add_ctx_fields(json_t *o, const struct pw_event *ev, const struct pw
 			size_t start = 0;
 			for (size_t k = 0; a && k < img->argv_len; k++)
 				if (img->argv[k] == 0) {
-					json_t *s = json_stringn(img->argv + start, k - start);
-					json_array_append_new(a, s ? s : json_string("?"));
+					json_array_append_new(a, pw_json_string(img->argv + start, k - start));
 					start = k + 1;
 				}
 			json_object_set_new_nocheck(o, "argv", a);

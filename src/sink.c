@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -46,6 +48,13 @@ struct pw_sink *sink_new(enum pw_format fmt)
 	return s;
 }
 
+static int syslog_connect(struct target *t)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", "/dev/log");
+	return connect(t->fd, (struct sockaddr *)&sa, sizeof sa);
+}
+
 static int open_file(const char *path)
 {
 	return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
@@ -66,8 +75,11 @@ int sink_add(struct pw_sink *s, const char *target)
 		t->kind = T_FD;
 		t->fd = STDERR_FILENO;
 	} else if (strcmp(target, "syslog") == 0) {
-		t->kind = T_SYSLOG;
-		openlog("procwarden", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+		t->kind = T_SYSLOG; /* our own /dev/log socket: a missing syslog daemon is seen and counted */
+		t->fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+		if (t->fd < 0)
+			return -1;
+		syslog_connect(t);
 	} else {
 		t->kind = T_FILE;
 		t->fd = open_file(target);
@@ -97,6 +109,73 @@ void sink_reopen(struct pw_sink *s)
 		close(t->fd);
 		t->fd = fd;
 	}
+}
+
+/* Length of the valid UTF-8 sequence at p (1-4), or 0. */
+static size_t utf8_len(const unsigned char *p, size_t n)
+{
+	if (p[0] < 0x80)
+		return 1;
+	size_t len = p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 && p[0] < 0xe0 ? 2 : 0;
+	if (len == 0 || len > n)
+		return 0;
+	for (size_t i = 1; i < len; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	if (len == 3 && ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] >= 0xa0)))
+		return 0; /* overlong, surrogate */
+	if (len == 4 && ((p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] >= 0x90)))
+		return 0;
+	return len;
+}
+
+json_t *pw_json_string(const char *s, size_t n)
+{
+	json_t *j = json_stringn(s, n);
+	if (j)
+		return j;
+	/* invalid UTF-8 (or a NUL): replace what is not valid */
+	char *buf = malloc(n * 3 + 1);
+	if (!buf)
+		return NULL;
+	size_t w = 0;
+	for (size_t i = 0; i < n;) {
+		size_t len = s[i] ? utf8_len((const unsigned char *)s + i, n - i) : 0;
+		if (len) {
+			memcpy(buf + w, s + i, len);
+			w += len;
+			i += len;
+		} else {
+			memcpy(buf + w, "\xef\xbf\xbd", 3);
+			w += 3;
+			i++;
+		}
+	}
+	j = json_stringn(buf, w);
+	free(buf);
+	return j;
+}
+
+/* Text lines: control characters (a newline could forge a record) are
+ * written escaped. Returns the length written into out (cap > 4). */
+static size_t text_escape(const char *in, char *out, size_t cap)
+{
+	size_t w = 0;
+	for (const unsigned char *p = (const unsigned char *)in; *p && w + 5 < cap; p++) {
+		if (*p == '\n') {
+			out[w++] = '\\';
+			out[w++] = 'n';
+		} else if (*p == '\t') {
+			out[w++] = '\\';
+			out[w++] = 't';
+		} else if (*p < 0x20 || *p == 0x7f) {
+			w += (size_t)snprintf(out + w, cap - w, "\\x%02x", *p);
+		} else {
+			out[w++] = (char)*p;
+		}
+	}
+	out[w] = 0;
+	return w;
 }
 
 void sink_format_time(double t, char *buf, size_t cap)
@@ -142,7 +221,13 @@ static void write_line(struct pw_sink *s, const char *level, const char *line, s
 	for (int i = 0; i < s->n; i++) {
 		struct target *t = &s->t[i];
 		if (t->kind == T_SYSLOG) {
-			syslog(syslog_priority(level), "%.*s", (int)(len - 1), line);
+			char msg[8400];
+			int m = snprintf(msg, sizeof msg, "<%d>procwarden[%d]: %.*s", LOG_DAEMON | syslog_priority(level),
+					 (int)getpid(), (int)(len - 1), line);
+			size_t mlen = m < 0 ? 0 : (size_t)m < sizeof msg ? (size_t)m : sizeof msg - 1;
+			if (send(t->fd, msg, mlen, MSG_NOSIGNAL) < 0 &&
+			    (syslog_connect(t) < 0 || send(t->fd, msg, mlen, MSG_NOSIGNAL) < 0))
+				note_failure(s, t, errno);
 			continue;
 		}
 		size_t off = 0;
@@ -191,7 +276,7 @@ static json_t *json_of(lua_State *L, int idx, int depth)
 	case LUA_TSTRING: {
 		size_t n;
 		const char *str = lua_tolstring(L, idx, &n);
-		return json_stringn_nocheck(str, n);
+		return pw_json_string(str, n);
 	}
 	case LUA_TTABLE: {
 		if (is_event(L, idx))
@@ -262,13 +347,13 @@ static json_t *json_results(lua_State *L, int idx)
 			json_t *o = json_object();
 			lua_getfield(L, -1, "name");
 			if (o && lua_type(L, -1) == LUA_TSTRING)
-				json_object_set_new(o, "name", json_string(lua_tostring(L, -1)));
+				json_object_set_new(o, "name", pw_json_string(lua_tostring(L, -1), lua_rawlen(L, -1)));
 			lua_getfield(L, -2, "ok");
 			if (o)
 				json_object_set_new(o, "ok", json_boolean(lua_toboolean(L, -1)));
 			lua_getfield(L, -3, "error");
 			if (o && lua_type(L, -1) == LUA_TSTRING)
-				json_object_set_new(o, "error", json_string(lua_tostring(L, -1)));
+				json_object_set_new(o, "error", pw_json_string(lua_tostring(L, -1), lua_rawlen(L, -1)));
 			lua_pop(L, 3);
 			static const char *const ints[] = {"pid", "signal", "latency_ns"};
 			for (size_t k = 0; o && k < sizeof ints / sizeof ints[0]; k++) {
@@ -293,8 +378,10 @@ void sink_emit(struct pw_sink *s, lua_State *L, const char *level, const char *r
 	char when[40];
 	sink_format_time(now, when, sizeof when);
 	if (s->fmt == PW_FMT_TEXT) {
-		char line[8192];
-		int n = snprintf(line, sizeof line, "%s %s %s: %s\n", when, level, rule, text);
+		char line[8192], safe_rule[256], safe_text[6144];
+		text_escape(rule, safe_rule, sizeof safe_rule);
+		text_escape(text, safe_text, sizeof safe_text);
+		int n = snprintf(line, sizeof line, "%s %s %s: %s\n", when, level, safe_rule, safe_text);
 		if (n < 0)
 			return;
 		if ((size_t)n >= sizeof line) { /* cut, but keep the newline */
@@ -308,10 +395,10 @@ void sink_emit(struct pw_sink *s, lua_State *L, const char *level, const char *r
 	if (!o)
 		return;
 	json_object_set_new(o, "time", json_string(when));
-	json_object_set_new(o, "kind", json_string(kind));
-	json_object_set_new(o, "rule", json_string(rule));
-	json_object_set_new(o, "priority", json_string(level));
-	json_object_set_new(o, "msg", json_string(text));
+	json_object_set_new(o, "kind", pw_json_string(kind, strlen(kind)));
+	json_object_set_new(o, "rule", pw_json_string(rule, strlen(rule)));
+	json_object_set_new(o, "priority", pw_json_string(level, strlen(level)));
+	json_object_set_new(o, "msg", pw_json_string(text, strlen(text)));
 	if (extra && extra->tags)
 		json_object_set_new(o, "tags", json_of(L, extra->tags, 0));
 	if (extra && extra->event)
@@ -320,8 +407,10 @@ void sink_emit(struct pw_sink *s, lua_State *L, const char *level, const char *r
 		json_object_set_new(o, "actions", json_results(L, extra->results));
 	char *line = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
-	if (!line)
+	if (!line) { /* not expected any more (strings are sanitised): counted if it happens */
+		s->st.failures++;
 		return;
+	}
 	size_t n = strlen(line);
 	char *nl = realloc(line, n + 2);
 	if (!nl) {
@@ -351,10 +440,8 @@ void sink_free(struct pw_sink *s)
 	if (!s)
 		return;
 	for (int i = 0; i < s->n; i++) {
-		if (s->t[i].kind == T_FILE)
+		if (s->t[i].kind == T_FILE || s->t[i].kind == T_SYSLOG)
 			close(s->t[i].fd);
-		if (s->t[i].kind == T_SYSLOG)
-			closelog();
 		free(s->t[i].path);
 	}
 	free(s);

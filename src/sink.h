@@ -38,6 +38,11 @@ void sink_flush(struct pw_sink *s);
 const struct pw_sink_stats *sink_stats(const struct pw_sink *s);
 void sink_free(struct pw_sink *s);
 
+/* A JSON string of n bytes: invalid UTF-8 becomes U+FFFD, so a file name
+ * chosen by an attacker can neither drop a line nor a field. */
+struct json_t;
+struct json_t *pw_json_string(const char *s, size_t n);
+
 /* ISO 8601 UTC with milliseconds: 2026-11-24T12:00:00.123Z */
 void sink_format_time(double t, char *buf, size_t cap);
 

@@ -122,7 +122,8 @@ local function fire(r)
   local function key(e) return tostring(event.raw(e, "pid")) .. ":" .. tostring(event.raw(e, "ktime_ns")) end
 
   local function act(e)
-    local pass, summary = rules.throttle_pass(r, e, host.now())
+    -- the event's own time: a replay throttles as the live run did
+    local pass, summary = rules.throttle_pass(r, e, event.raw(e, "time") or host.now())
     if summary then emit(r.priority, summary, "throttle", nil, r) end
     if not pass then return nil end
     r.fired = r.fired + 1

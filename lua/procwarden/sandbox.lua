@@ -90,7 +90,7 @@ local function safe_setmetatable(t, mt)
     error_("setmetatable: __gc finalizers are not allowed in rules", 2)
   end
   local ok, res = pcall(setmetatable, t, mt)
-  if not ok then error_("setmetatable: " .. tostring(res), 2) end -- at the rule's line
+  if not ok then error_(tostring(res), 2) end -- at the rule's line
   return res
 end
 

@@ -28,10 +28,10 @@ Policy.__index = Policy
 local function new_host(policy)
   local host = { testing = true }
   function host.want() end
-  function host.emit(level, text, kind, e, tags, results)
+  function host.emit(level, text, kind, e, tags, results, rule)
     policy._outputs[#policy._outputs + 1] = {
       level = level, text = text, kind = kind, event = e, tags = tags, results = results,
-      rule = policy._current,
+      rule = rule or policy._current,
     }
   end
   function host.timer(t) policy._timers[#policy._timers + 1] = { entry = t, due = policy._now + t.seconds } end
