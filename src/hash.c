@@ -182,7 +182,9 @@ int hash_sha256_exe(pid_t pid, char out[65])
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	int r = hash_sha256_fd(fd, out);
+	/* On the loop: never long. A big file is finished in the background
+	 * and found in the cache by the next access. */
+	int r = hash_sha256_fd_by(fd, out, mono_ns() + PW_HASH_LOOP_MS * 1000000ull);
 	close(fd);
 	return r;
 }

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #define PW_HASH_MAX_BYTES (512ull << 20) /* larger files are not hashed */
+#define PW_HASH_LOOP_MS 50                /* the loop waits this long for a hash at most */
 
 struct pw_hash_stats {
 	uint64_t computed, cache_hits, failures, late;
@@ -20,7 +21,8 @@ int hash_sha256_fd(int fd, char out[65]);
  * background thread (at most two at a time), so the next exec of it finds
  * the hash in the cache. */
 int hash_sha256_fd_by(int fd, char out[65], uint64_t deadline_ns);
-/* sha256 of /proc/PID/exe (the file the process runs, even if deleted). */
+/* sha256 of /proc/PID/exe (the file the process runs, even if deleted),
+ * within PW_HASH_LOOP_MS (-ETIMEDOUT beyond: ask again later). */
 int hash_sha256_exe(pid_t pid, char out[65]);
 const struct pw_hash_stats *hash_stats(void);
 
