@@ -154,5 +154,21 @@ soak: all
 clean:
 	rm -rf $(BUILD) build-*
 
+# The daemon; the Lua modules and core.so for procwarden.testing (busted
+# specs of your own policies); man pages when scdoc is there; the unit.
+LUA_SHARE := $(DESTDIR)$(PREFIX)/share/lua/5.4/procwarden
+LUA_LIB   := $(DESTDIR)$(PREFIX)/lib/lua/5.4/procwarden
 install: all
 	install -D -m 0755 $(BUILD)/procwarden $(DESTDIR)$(PREFIX)/sbin/procwarden
+	install -d $(LUA_SHARE) $(LUA_LIB)
+	install -m 0644 $(LUA_SRC) $(LUA_SHARE)/
+	install -m 0755 $(BUILD)/lua/procwarden/core.so $(LUA_LIB)/core.so
+	install -D -m 0644 rules/default.lua $(DESTDIR)$(PREFIX)/share/procwarden/default.lua
+	install -d $(DESTDIR)$(PREFIX)/share/procwarden/examples
+	install -m 0644 rules/examples/*.lua $(DESTDIR)$(PREFIX)/share/procwarden/examples/
+	install -D -m 0644 dist/procwarden.service $(DESTDIR)/etc/systemd/system/procwarden.service
+	@if command -v scdoc >/dev/null; then \
+	  install -d $(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(PREFIX)/share/man/man5; \
+	  scdoc < doc/procwarden.8.scd > $(DESTDIR)$(PREFIX)/share/man/man8/procwarden.8; \
+	  scdoc < doc/procwarden-rules.5.scd > $(DESTDIR)$(PREFIX)/share/man/man5/procwarden-rules.5; \
+	else echo "scdoc not found: man pages not installed (apt-get install scdoc)"; fi

@@ -293,8 +293,9 @@ static void answer(struct pw_deny *d, int fd, bool deny)
 	close(fd);
 }
 
-/* What is known of the file being executed. The hash gives up at the
- * deadline (the request is then denied: padding buys no bypass). */
+/* What is known of the file being executed. The hash gives up at
+ * hash_deadline, halfway to the answer's: the rules then decide without it
+ * (a sha256 rule whose other entries hold denies: padding buys no bypass). */
 static void describe(struct pw_deny *d, struct slot *s, const struct fanotify_event_metadata *md,
 		     uint64_t deadline)
 {
@@ -313,8 +314,10 @@ static void describe(struct pw_deny *d, struct slot *s, const struct fanotify_ev
 		r->dev = sb.st_dev;
 		r->ino = sb.st_ino;
 	}
-	if (atomic_load(&d->need_sha256))
+	if (atomic_load(&d->need_sha256)) {
 		r->have_sha256 = hash_sha256_fd_by(md->fd, r->sha256, deadline) == 0;
+		r->hash_late = !r->have_sha256;
+	}
 }
 
 static void run_round(struct pw_deny *d, const struct fanotify_event_metadata *mds[], int n)
@@ -326,7 +329,7 @@ static void run_round(struct pw_deny *d, const struct fanotify_event_metadata *m
 	int k = 0;
 	for (int i = 0; i < n; i++) {
 		round[k].fd = mds[i]->fd;
-		describe(d, &round[k], mds[i], deadline);
+		describe(d, &round[k], mds[i], t0 + (deadline - t0) / 2);
 		round[k].state = SLOT_ASKED;
 		round[k].late = false;
 		k++;
@@ -361,7 +364,7 @@ static void run_round(struct pw_deny *d, const struct fanotify_event_metadata *m
 		if (decided) {
 			deny = s->req.deny;
 			d->st.decisions++;
-		} else if (need_hash && !s->req.have_sha256) {
+		} else if (need_hash && s->req.hash_late) { /* no verdict and no hash: deny */
 			deny = true; /* a hash not ready must not buy a bypass */
 			d->st.hash_late++;
 			snprintf(s->req.rule, sizeof s->req.rule, "(sha256 not ready)");

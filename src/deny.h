@@ -30,6 +30,7 @@ struct pw_deny_req {
 	pid_t pid;           /* the process calling execve (tgid) */
 	char exe[4096];      /* path of the file being executed */
 	bool have_sha256;
+	bool hash_late;      /* a rule needs the hash and it was not had in time */
 	char sha256[65];
 	uid_t exe_uid;
 	gid_t exe_gid;

@@ -943,6 +943,8 @@ static int push_decision_protected(lua_State *L)
 		RAWSET("exe", lua_pushstring(L, r->exe));
 	if (r->have_sha256)
 		RAWSET("sha256", lua_pushstring(L, r->sha256));
+	if (r->hash_late)
+		RAWSET("_hash_late", lua_pushboolean(L, 1));
 	RAWSET("exe_uid", lua_pushinteger(L, r->exe_uid));
 	RAWSET("exe_gid", lua_pushinteger(L, r->exe_gid));
 	RAWSET("exe_mode", lua_pushinteger(L, r->exe_mode));

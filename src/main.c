@@ -12,6 +12,7 @@
 #include <sched.h>
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <limits.h>
@@ -177,6 +178,7 @@ static int collect_counters(const struct daemon *d, struct counter *c, int cap)
 		C("execs_queued", as->execs_queued);
 		C("execs_refused", as->execs_refused);
 		C("exec_timeouts", as->exec_timeouts);
+		C("exec_failed", as->exec_failed);
 	}
 	if (d->opt.record) {
 		C("recorded", d->recorded);
@@ -347,7 +349,7 @@ static void deliver(void *arg, struct pw_event *evs, int n)
 static void scan_found(void *arg, const struct pw_proc *p, bool is_new)
 {
 	struct daemon *d = arg;
-	if (!is_new || !engine_wants(d->engine, PW_EV_EXEC))
+	if (!is_new || !(engine_wants(d->engine, PW_EV_EXEC) || d->record || d->opt.dump))
 		return;
 	struct pw_event ev;
 	memset(&ev, 0, sizeof ev);
@@ -359,6 +361,12 @@ static void scan_found(void *arg, const struct pw_proc *p, bool is_new)
 	ev.ktime_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 	struct pw_ctx ctx;
 	ptable_ctx_of(p, &ctx);
+	if (d->record && record_write(d->record, &ev, &ctx, d->ptable, d->wall_offset_ns) == 0)
+		d->recorded++;
+	if (d->opt.dump && d->opt.dump_fmt == PW_FMT_JSON)
+		record_write(stdout, &ev, &ctx, d->ptable, d->wall_offset_ns);
+	else if (d->opt.dump)
+		dump_event(stdout, &ev, &ctx, d->wall_offset_ns);
 	engine_dispatch(d->engine, &ev, &ctx);
 	ptable_ctx_release(&ctx);
 }
@@ -1016,6 +1024,12 @@ int main(int argc, char **argv)
 	if (r)
 		return r == 1 ? 0 : 2;
 	signal(SIGPIPE, SIG_IGN);
+	struct rlimit nofile; /* pidfds of an exec burst, /proc reads, outputs: use what we may */
+	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+		nofile.rlim_cur = nofile.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &nofile) < 0)
+			pw_log(PW_LOG_INFO, "raising the open file limit: %s", strerror(errno));
+	}
 
 	d.loop = ev_default_loop(EVFLAG_AUTO | EVFLAG_NOENV);
 	if (!d.loop) {
@@ -1077,6 +1091,11 @@ int main(int argc, char **argv)
 	}
 	if (d.opt.replay) {
 		engine_start(d.engine);
+		if (d.opt.duration > 0) {
+			ev_timer_init(&d.duration, duration_cb, d.opt.duration, 0.);
+			d.duration.data = &d;
+			ev_timer_start(d.loop, &d.duration);
+		}
 		r = replay(&d);
 	} else {
 		r = run(&d);

@@ -147,8 +147,8 @@ function M.make(state)
 
   function api.kill(target, sig, opts)
     if type(target) == "string" or (math.type(target) == "integer" and state.loading and sig == nil) then
-      -- kill "TERM" in an action list reads as a signal
-      target, sig = nil, target
+      -- kill "TERM" (or kill("TERM", {tree = true})) in an action list reads as a signal
+      target, sig, opts = nil, target, sig
     end
     local n = check_sig(sig, 9, 2)
     if state.loading and (target == nil or type(target) ~= "table") then

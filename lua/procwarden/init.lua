@@ -83,12 +83,22 @@ local function results_suffix(results)
   return " [" .. table.concat(parts, ", ") .. "]"
 end
 
+-- A misspelt {field} in a message is a load error, not a failure at every
+-- firing.
+local function check_template(fname, msg)
+  local bad, path = template.unknown_field(msg, event.is_field)
+  if bad then
+    error(("%s: unknown field '%s' in {%s}%s"):format(fname, bad, path, suggest.hint(bad, event.field_names())), 3)
+  end
+end
+
 function api.log(level, msg, e)
   if M.levels[level] == nil then
     error(("log: unknown level '%s'%s"):format(tostring(level), suggest.hint(level, M.levels)), 2)
   end
   if type(msg) ~= "string" then error("log: the message must be a string", 2) end
   if M.state.loading and e == nil then
+    check_template("log", msg)
     return rules.action("log", "output", function(ev, r, results)
       return emit(level, msg .. results_suffix(results), "log", ev, r, results)
     end)
@@ -99,6 +109,7 @@ end
 function api.alert(msg, e)
   if type(msg) ~= "string" then error("alert: the message must be a string", 2) end
   if M.state.loading and e == nil then
+    check_template("alert", msg)
     return rules.action("alert", "output", function(ev, r, results)
       return emit(r.priority, msg .. results_suffix(results), "alert", ev, r, results)
     end)
@@ -212,8 +223,13 @@ end
 -- is the exec to be: exe, sha256, exe_uid/exe_gid/exe_mode and the calling
 -- process; the verdict is left in the table for the engine to read.
 function M.decide(e)
+  local hash_late = event.raw(e, "_hash_late")
   for _, r in ipairs(M.decision_rules) do
-    if r.enabled and r.test(e) then
+    local hit
+    if r.enabled then
+      if hash_late and r.uses_sha256 then hit = r.test_without_sha256(e) else hit = r.test(e) end
+    end
+    if hit then
       r.denied = r.denied + 1
       r.fired = r.fired + 1
       rawset(e, "_verdict", r.name)

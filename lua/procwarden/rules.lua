@@ -87,7 +87,7 @@ function M.compile(spec, known_types, level)
     r.types[#r.types + 1] = t
   end
 
-  local tests = {}
+  local tests, tests_but_sha256 = {}, {}
   if spec.match ~= nil then
     if type(spec.match) ~= "table" then fail(level, "rule %s: 'match' must be a table", name) end
     local keys = {}
@@ -103,6 +103,7 @@ function M.compile(spec, known_types, level)
         fail(level, "rule %s: match.%s: %s", name, k, (string.gsub(tostring(m), "^[^:]*:%d+: ", "")))
       end
       tests[#tests + 1] = m
+      if k ~= "sha256" then tests_but_sha256[#tests_but_sha256 + 1] = m end
       r.fields = r.fields or {}
       r.fields[#r.fields + 1] = k
     end
@@ -117,6 +118,14 @@ function M.compile(spec, known_types, level)
       if not tests[i](e) then return false end
     end
     return when == nil or not not when(e) -- any true value, as in Lua
+  end
+  -- A decision whose hash was not had in time: the other entries decide
+  -- (and not `when`, which may need the hash): a match denies.
+  r.test_without_sha256 = function(e)
+    for i = 1, #tests_but_sha256 do
+      if not tests_but_sha256[i](e) then return false end
+    end
+    return true
   end
 
   local action = spec.action

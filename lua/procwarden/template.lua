@@ -22,6 +22,21 @@ local function lookup(e, path)
   return value
 end
 
+-- The first unknown field a template names, or nil. is_field(name) tells
+-- an event field; process objects (parent, tracer, ancestors.N) take one.
+function M.unknown_field(msg, is_field)
+  for path in string.gmatch(msg, "{([%w_%.]+)}") do
+    local parts = {}
+    for key in string.gmatch(path, "[^.]+") do
+      if not math.tointeger(tonumber(key)) then parts[#parts + 1] = key end
+    end
+    for _, key in ipairs(parts) do
+      if not is_field(key) then return key, path end
+    end
+  end
+  return nil
+end
+
 function M.expand(msg, e)
   if e == nil then return msg end
   return (string.gsub(msg, "{([%w_%.]+)}", function(path) return render(lookup(e, path)) end))
