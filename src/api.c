@@ -269,6 +269,7 @@ static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
 {
 	struct job *j = w->data;
 	ev_child_stop(loop, w);
+	ev_timer_stop(loop, &j->timer); /* reaped: its pid is not ours to signal any more */
 	j->exited = true;
 	j->status = w->rstatus;
 	if (!j->out_closed)
@@ -279,6 +280,8 @@ static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
 static void timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct job *j = w->data;
+	if (j->exited)
+		return;
 	st.exec_timeouts++;
 	pw_log(PW_LOG_WARNING, "exec %s: timed out after %g s, killing pid %d", j->req.argv[0], j->req.timeout,
 	       (int)j->pid);

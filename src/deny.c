@@ -25,6 +25,7 @@
 #include <signal.h>
 #include <sys/fanotify.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -108,11 +109,20 @@ static bool pseudo_fs(const char *type)
 /* Mark the filesystem holding path (once per device). Logs new marks when
  * verbose is set and the device was not marked before the last remark.
  * Caller holds mu. */
+static void mark_dev(struct pw_deny *d, const char *path, const char *type, bool verbose, dev_t dev);
+
 static void mark_path(struct pw_deny *d, const char *path, const char *type, bool verbose)
 {
 	struct stat sb;
-	if (stat(path, &sb) < 0)
-		return;
+	if (stat(path, &sb) == 0)
+		mark_dev(d, path, type, verbose, sb.st_dev);
+}
+
+/* Mark the filesystem of device dev, mounted at path (once per device).
+ * Caller holds mu. */
+static void mark_dev(struct pw_deny *d, const char *path, const char *type, bool verbose, dev_t dev)
+{
+	struct stat sb = {.st_dev = dev};
 	for (int i = 0; i < d->nmarked; i++)
 		if (d->marked[i] == sb.st_dev)
 			return;
@@ -174,10 +184,14 @@ static void mark_mountinfo(struct pw_deny *d, const char *mountinfo, const char 
 			continue;
 		unescape(field[4]);
 		char path[PATH_MAX];
-		if (snprintf(path, sizeof path, "%s%s", prefix, field[4]) >= (int)sizeof path)
+		unsigned maj, min;
+		if (snprintf(path, sizeof path, "%s%s", prefix, field[4]) >= (int)sizeof path ||
+		    sscanf(field[2], "%u:%u", &maj, &min) != 2)
 			continue;
+		/* the device from mountinfo: no stat() of a mount point (a hung
+		 * network filesystem must not hang the responder) */
 		pthread_mutex_lock(&d->mu);
-		mark_path(d, path, type, verbose);
+		mark_dev(d, path, type, verbose, makedev(maj, min));
 		pthread_mutex_unlock(&d->mu);
 	}
 	fclose(f);
@@ -278,6 +292,16 @@ void deny_cover(struct pw_deny *d, pid_t pid)
 		return;
 	char path[64]; /* the magic link reaches the file in the process's own namespace */
 	snprintf(path, sizeof path, "/proc/%d/exe", (int)pid);
+	struct stat sb; /* outside the lock: the responder never waits on our syscalls */
+	if (stat(path, &sb) < 0)
+		return;
+	bool known = false;
+	pthread_mutex_lock(&d->mu);
+	for (int i = 0; i < d->nmarked && !known; i++)
+		known = d->marked[i] == sb.st_dev;
+	pthread_mutex_unlock(&d->mu);
+	if (known)
+		return;
 	pthread_mutex_lock(&d->mu);
 	mark_path(d, path, NULL, true);
 	pthread_mutex_unlock(&d->mu);
@@ -418,8 +442,10 @@ static void *responder(void *arg)
 		for (int i = 0; i < nw; i++)
 			p[3 + i] = (struct pollfd){.fd = d->watch[i].fd, .events = POLLPRI};
 		int r = poll(p, (nfds_t)(3 + nw), NS_SCAN_MS);
-		if (r < 0 && errno != EINTR)
+		if (r < 0 && errno != EINTR) {
+			pw_log(PW_LOG_ERROR, "deny: responder: poll: %s; pre-exec decisions stop", strerror(errno));
 			break;
+		}
 		if (p[1].revents)
 			break;
 		bool changed = p[2].revents & (POLLPRI | POLLERR);
@@ -571,6 +597,7 @@ struct pw_deny *deny_start(const struct pw_deny_config *cfg, char *err, size_t e
 	int r = pthread_create(&d->thread, NULL, responder, d);
 	if (r != 0) {
 		snprintf(err, errlen, "responder thread: %s", strerror(r));
+		ev_async_stop(cfg->loop, &d->async);
 		deny_stop(d);
 		return NULL;
 	}

@@ -227,6 +227,15 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	if (engine_call(e, 0, name) != LUA_OK)
 		report_error(e, "timer", name);
 	lua_pop(L, 2);
+	if (w->repeat == 0.) { /* a one-shot (after): done, free it */
+		for (struct pw_timer **pp = &e->timers; *pp; pp = &(*pp)->next)
+			if (*pp == t) {
+				*pp = t->next;
+				break;
+			}
+		luaL_unref(L, LUA_REGISTRYINDEX, t->ref);
+		free(t);
+	}
 }
 
 /* host.timer(entry): entry = { fn, name, seconds, again } */
@@ -989,19 +998,41 @@ void engine_decide(struct pw_engine *e, struct pw_deny_req *r)
 		r->error = true;
 		return;
 	}
-	lua_rawgeti(L, LUA_REGISTRYINDEX, e->runtime_ref);  /* ev, rt */
-	lua_getfield(L, -1, "decide");                      /* ev, rt, decide */
-	lua_pushvalue(L, -3);                               /* ev, rt, decide, ev */
-	if (engine_call(e, 1, "deny decision") != LUA_OK) { /* ev, rt[, err] */
-		report_error(e, "decision for", r->exe);
-		r->error = true; /* the default answer (--deny-fail-closed) applies */
-	} else {
+	lua_rawgeti(L, LUA_REGISTRYINDEX, e->runtime_ref);    /* ev, rt */
+	lua_getfield(L, -1, "decision_rules");                /* ev, rt, rules */
+	lua_Integer n = lua_istable(L, -1) ? (lua_Integer)lua_rawlen(L, -1) : 0;
+	bool failed = false;
+	/* One safe call per rule: a failing rule is counted (and suspended
+	 * after PW_SUSPEND_AFTER in a row) and the rules after it still decide. */
+	for (lua_Integer i = 1; i <= n && !r->deny; i++) {
+		lua_rawgeti(L, -1, i);                            /* ev, rt, rules, rule */
+		if (lua_getfield(L, -1, "suspended") != LUA_TNIL) {
+			lua_pop(L, 2);
+			continue;
+		}
+		lua_pop(L, 1);
+		lua_getfield(L, -1, "name");                      /* ..., rule, name */
+		lua_getfield(L, -4, "decide");                    /* ..., rule, name, decide */
+		lua_pushvalue(L, -3);
+		lua_pushvalue(L, -7);                             /* ..., rule, name, decide, rule, ev */
+		const char *name = lua_tostring(L, -4);
+		if (engine_call(e, 2, name) != LUA_OK) {          /* ..., rule, name, err */
+			report_error(e, "deny rule", name);       /* ..., rule, name */
+			entry_failed(e, -2, name);
+			failed = true;
+		} else {
+			entry_succeeded(L, -2);
+		}
+		lua_pop(L, 2);                                    /* ev, rt, rules */
 		lua_pushliteral(L, "_verdict");
-		if (lua_rawget(L, -3) == LUA_TSTRING) {     /* ev, rt, verdict */
+		if (lua_rawget(L, -4) == LUA_TSTRING) {           /* ev, rt, rules, verdict */
 			r->deny = true;
 			snprintf(r->rule, sizeof r->rule, "%s", lua_tostring(L, -1));
 		}
+		lua_pop(L, 1);
 	}
+	if (!r->deny && failed)
+		r->error = true; /* a rule could not decide: the default answer (--deny-fail-closed) */
 	lua_settop(L, top);
 }
 

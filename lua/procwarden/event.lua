@@ -242,7 +242,7 @@ local function lazy_index(e, name)
   else
     value = read(e)
   end
-  if name == "valid" then return value end -- about now: never cached
+  if name == "valid" or name == "start_time" then return value end -- about now: never cached
   if value == nil then
     missed = missed or {}
     missed[name] = true
@@ -257,7 +257,7 @@ end
 -- metatable's __index is the store (raw fields, plus what the accessor
 -- caches), and the store's metatable (M.metatable) is the lazy accessor.
 -- So no rule can change what another rule (or a kill) sees.
-M.metatable = { __index = lazy_index, __name = "procwarden.event" }
+M.metatable = { __index = lazy_index, __name = "procwarden.event", __metatable = "procwarden.event" }
 
 function M.readonly(_, k)
   error(("event tables are read-only (field '%s')"):format(tostring(k)), 2)
@@ -275,7 +275,16 @@ end
 M.store = store
 M.fill = function(t) fill(store(t)) end
 
-function M.pairs(p) return next, store(p), nil end
+-- pairs(e): the fields, through a closure (the store itself never leaks).
+function M.pairs(p)
+  local s, k = store(p), nil
+  return function()
+    local v
+    k, v = next(s, k)
+    while k ~= nil and type(k) == "string" and string.byte(k, 1) == 95 do k, v = next(s, k) end -- "_private"
+    return k, v
+  end
+end
 
 -- A raw field of an event or process object (no accessor, no /proc read).
 function M.raw(t, k) return rawget(store(t), k) end

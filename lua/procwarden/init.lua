@@ -64,7 +64,7 @@ local api = {}
 function api.on(t, fn)
   check_type(t, 2)
   if type(fn) ~= "function" then error("on: the handler must be a function", 2) end
-  add_handler(t, { fn = fn, name = where(2), type = t })
+  add_handler(t, { fn = fn, name = where(2), type = t, failures = 0, in_a_row = 0 })
 end
 
 -- Output: at load time inside an action list, log/alert build action
@@ -122,7 +122,7 @@ end
 -- results appended. A fast rule runs in two steps on kernel exec events:
 -- `fast` (match, throttle, effects) as soon as exe and argv are read, and
 -- `full` later, which only writes the outputs with the stashed results.
-local MAX_PENDING = 1024
+local MAX_PENDING = 8192 -- above the events of one wake-up (engine: 8 x 513)
 
 local function fire(r)
   local effects, outputs = {}, {}
@@ -146,6 +146,13 @@ local function fire(r)
     return results
   end
 
+  -- A deny rule matching on sha256, on an exec the pre-exec path did not
+  -- decide: a hash not had (a padded or huge binary) must buy no bypass.
+  local function test(e)
+    if r.test(e) then return true end
+    return r.deny and r.uses_sha256 and e.sha256 == nil and e.valid and r.test_without_sha256(e)
+  end
+
   local function full(e)
     if r.fast then
       local k = key(e)
@@ -158,7 +165,7 @@ local function fire(r)
         return
       end
     end
-    if not r.enabled or not r.test(e) then return end
+    if not r.enabled or not test(e) then return end
     local results = act(e)
     if results then
       for i = 1, #outputs do outputs[i].run(e, r, results) end
@@ -166,7 +173,7 @@ local function fire(r)
   end
 
   local function fast(e)
-    if not r.enabled or not r.test(e) then return end
+    if not r.enabled or not test(e) then return end
     if npending >= MAX_PENDING then pending, npending = {}, 0 end
     pending[key(e)] = act(e) or false
     npending = npending + 1
@@ -203,38 +210,34 @@ function api.rule(spec)
   r.denied = 0
   M.rules[#M.rules + 1] = r
   if r.deny then
+    r.failures, r.in_a_row = 0, 0
     M.decision_rules[#M.decision_rules + 1] = r
     host.want("exec", nil, r.uses_sha256 and "deny+sha256" or "deny")
   end
   local full, fast = fire(r)
   for _, t in ipairs(r.types) do
-    add_handler(t, { fn = full, name = r.name, type = t, rule = r })
+    add_handler(t, { fn = full, name = r.name, type = t, rule = r, failures = 0, in_a_row = 0 })
     if r.fast and t == "exec" then
       local list = M.fast_handlers.exec
-      list[#list + 1] = { fn = fast, name = r.name, type = t, rule = r }
+      list[#list + 1] = { fn = fast, name = r.name, type = t, rule = r, failures = 0, in_a_row = 0 }
       host.want(t, true)
     end
   end
-  return r
 end
 
 -- A pre-exec decision (engine.c, called from the loop for each fanotify
 -- request): the first enabled decision rule that matches denies. The event
 -- is the exec to be: exe, sha256, exe_uid/exe_gid/exe_mode and the calling
 -- process; the verdict is left in the table for the engine to read.
-function M.decide(e)
-  local hash_late = event.raw(e, "_hash_late")
-  for _, r in ipairs(M.decision_rules) do
-    local hit
-    if r.enabled then
-      if hash_late and r.uses_sha256 then hit = r.test_without_sha256(e) else hit = r.test(e) end
-    end
-    if hit then
-      r.denied = r.denied + 1
-      r.fired = r.fired + 1
-      rawset(e, "_verdict", r.name)
-      return
-    end
+function M.decide(r, e)
+  local hit
+  if r.enabled then
+    if event.raw(e, "_hash_late") and r.uses_sha256 then hit = r.test_without_sha256(e) else hit = r.test(e) end
+  end
+  if hit then
+    r.denied = r.denied + 1
+    r.fired = r.fired + 1
+    rawset(e, "_verdict", r.name)
   end
 end
 
@@ -261,12 +264,12 @@ function M.decided(e, rule_name, late, denied)
 end
 
 local function timer(name, seconds, fn, again)
-  if type(seconds) ~= "number" or seconds <= 0 then
-    error(name .. ": seconds must be a positive number", 3)
+  if type(seconds) ~= "number" or seconds ~= seconds or seconds <= 0 or seconds > 1e7 then
+    error(name .. ": seconds must be a number from 0 (excluded) to 1e7", 3)
   end
   if type(fn) ~= "function" then error(name .. ": the callback must be a function", 3) end
   local t = { fn = fn, name = where(3), seconds = seconds, again = again }
-  M.timers[#M.timers + 1] = t
+  if again or M.state.loading then M.timers[#M.timers + 1] = t end -- one-shots from handlers are not kept
   host.timer(t)
   return true
 end
