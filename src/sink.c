@@ -225,8 +225,11 @@ static void write_line(struct pw_sink *s, const char *level, const char *line, s
 			int m = snprintf(msg, sizeof msg, "<%d>procwarden[%d]: %.*s", LOG_DAEMON | syslog_priority(level),
 					 (int)getpid(), (int)(len - 1), line);
 			size_t mlen = m < 0 ? 0 : (size_t)m < sizeof msg ? (size_t)m : sizeof msg - 1;
-			if (send(t->fd, msg, mlen, MSG_NOSIGNAL) < 0 &&
-			    (syslog_connect(t) < 0 || send(t->fd, msg, mlen, MSG_NOSIGNAL) < 0))
+			/* never wait on a full syslog queue: the line is counted lost */
+			ssize_t w = send(t->fd, msg, mlen, MSG_NOSIGNAL | MSG_DONTWAIT);
+			if (w < 0 && errno != EAGAIN && syslog_connect(t) == 0)
+				w = send(t->fd, msg, mlen, MSG_NOSIGNAL | MSG_DONTWAIT); /* syslogd restarted */
+			if (w < 0)
 				note_failure(s, t, errno);
 			continue;
 		}
