@@ -29,7 +29,7 @@ export BENCH_RESULTS="$BENCH_BIN/results.txt"
 : >"$BENCH_RESULTS"
 SUMMARY=$BENCH_BIN/summary.txt
 
-ALL="kill_latency storm replay rss"
+ALL="kill_latency storm replay rss exec_cost race lazy_cost"
 ONLY=${BENCH_ONLY:-$ALL}
 kernel=$(uname -r)
 cpu=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)
@@ -143,6 +143,57 @@ ge() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || a == "n/a") print "n/a"; 
 		r=$(get rss.pw)
 		line "idle RSS kB (default policy)" "$r" "$(get rss.min) (minimal)" "$(ratio "$r" 8192)x of 8 MiB" "<= 8192 kB" "$(le "$r" 8192)"
 		line "idle RSS kB, --realtime" "$(get rss.pw_rt)" "" "" "" ""
+		;;
+	esac
+	case " $ONLY " in *" exec_cost "*)
+		b=$(get exec.none)
+		for c in default deny10; do
+			p=$(get "exec.$c")
+			[ -n "$p" ] || continue
+			if [ "$c" = deny10 ]; then
+				t50="<= 1.10x (+10%)" s50=$(le "$(word "$p" 7)" 1.10) t99="<= 100 us" s99=$(le "$(word "$p" 5)" 100)
+			else
+				t50="-" s50="" t99="-" s99=""
+			fi
+			line "exec $c p50 us" "$(word "$p" 1) ($(word "$p" 4))" "$(word "$b" 1) (no procwarden)" "$(word "$p" 7)x" "$t50" "$s50"
+			line "exec $c p99 us" "$(word "$p" 2) ($(word "$p" 5))" "$(word "$b" 2) (no procwarden)" "$(word "$p" 8)x" "$t99" "$s99"
+			line "exec $c mean us" "$(word "$p" 3) ($(word "$p" 6))" "$(word "$b" 3) (no procwarden)" "$(word "$p" 9)x" "" ""
+		done
+		f=$(get exec.default.fanotify)
+		line "exec default fanotify fds" "$f" "" "" "0 (no mark)" "$( [ "$f" = 0 ] && echo ok || echo MISS)"
+		dc=$(get exec.deny10.counters)
+		kv() { echo "$dc" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+		line "exec deny10 decided/asked" "$(kv decisions)/$(kv requests), $(kv timeouts) late" "" "" "0 late (timeouts)" \
+			"$( [ "$(kv timeouts)" = 0 ] && echo ok || echo MISS)"
+		line "exec deny10 sha256 hashed" "$(kv sha256_computed), $(kv cache_hits) cached" "" "" "" ""
+		;;
+	esac
+	case " $ONLY " in *" race "*)
+		for v in dynamic static raw; do
+			for load in idle busy; do
+				n=$(get "race.kill-$load-normal.$v") r=$(get "race.kill-$load-realtime.$v")
+				[ -n "$n$r" ] || continue
+				line "race $v ran, $load" "$(word "$n" 1), rt $(word "$r" 1)" "" "" "-" ""
+			done
+		done
+		for load in idle busy; do
+			all=0 ran=0 eperm=0
+			for v in dynamic static raw; do
+				d=$(get "race.deny-$load-normal.$v")
+				[ -n "$d" ] || continue
+				c=$(word "$d" 1)
+				ran=$((ran + ${c%/*})) all=$((all + ${c#*/})) eperm=$((eperm + $(word "$d" 3)))
+			done
+			[ "$all" -gt 0 ] || continue
+			line "race deny() ran, EPERM, $load" "$ran/$all, $eperm/$all EPERM" "" "" "0 ran, all EPERM" \
+				"$( [ "$ran" = 0 ] && [ "$eperm" = "$all" ] && echo ok || echo MISS)"
+		done
+		;;
+	esac
+	case " $ONLY " in *" lazy_cost "*)
+		a=$(get lazy.a) b=$(get lazy.b)
+		line "lazy exec events/s (storm)" "$(word "$b" 1) (B)" "$(word "$a" 1) (A)" "" "" ""
+		line "lazy CPU us/event" "$(word "$b" 2) (B: exe+argv+parent)" "$(word "$a" 2) (A: none read)" "$(get lazy.x)x" "" ""
 		;;
 	esac
 	activity
