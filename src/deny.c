@@ -339,8 +339,9 @@ static void describe(struct pw_deny *d, struct slot *s, const struct fanotify_ev
 		r->ino = sb.st_ino;
 	}
 	if (atomic_load(&d->need_sha256)) {
-		r->have_sha256 = hash_sha256_fd_by(md->fd, r->sha256, deadline) == 0;
-		r->hash_late = !r->have_sha256;
+		int h = hash_sha256_fd_by(md->fd, r->sha256, deadline);
+		r->have_sha256 = h == 0;
+		r->hash_late = h == -ETIMEDOUT || h == -EFBIG; /* not had in time, or too big */
 	}
 }
 

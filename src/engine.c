@@ -328,7 +328,8 @@ static int host_children(lua_State *L)
 	return 1;
 }
 
-/* host.sha256(pid) -> hex | nil, err */
+/* host.sha256(pid) -> hex | nil, err, late (late: not had in time or too
+ * big to hash, as opposed to unreadable) */
 static int host_sha256(lua_State *L)
 {
 	lua_Integer pid = luaL_checkinteger(L, 1);
@@ -337,7 +338,8 @@ static int host_sha256(lua_State *L)
 	if (r < 0) {
 		lua_pushnil(L);
 		lua_pushstring(L, strerror(-r));
-		return 2;
+		lua_pushboolean(L, r == -ETIMEDOUT || r == -EFBIG);
+		return 3;
 	}
 	lua_pushstring(L, hex);
 	return 1;

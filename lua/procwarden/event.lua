@@ -161,7 +161,9 @@ end
 
 fields.sha256 = function(e)
   if rawget(e, "_decision") or not e.valid or not host.sha256 then return nil end
-  return (host.sha256(e.tgid))
+  local hex, _, late = host.sha256(e.tgid)
+  if late then rawset(e, "_sha256_late", true) end -- not had in time, or too big: see deny rules
+  return hex
 end
 -- The file being executed, on pre-exec decisions only.
 fields.exe_uid = function() return nil end

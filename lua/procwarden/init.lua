@@ -150,7 +150,8 @@ local function fire(r)
   -- decide: a hash not had (a padded or huge binary) must buy no bypass.
   local function test(e)
     if r.test(e) then return true end
-    return r.deny and r.uses_sha256 and e.sha256 == nil and e.valid and r.test_without_sha256(e)
+    return r.deny and r.uses_sha256 and e.sha256 == nil and event.raw(e, "_sha256_late") == true
+      and r.test_without_sha256(e)
   end
 
   local function full(e)
