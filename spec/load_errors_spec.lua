@@ -154,9 +154,11 @@ describe("load errors", function()
     end)
 
     it("a timer without a positive period, at its line", function()
-      D.known_bug(pending, "api.every/after tail-call timer(), so its error level 3 has no position", function()
-        expect_error("x = 1\nevery(0, function() end)", 2, "every: seconds must be a positive number")
-      end)
+      expect_error("x = 1\nevery(0, function() end)", 2, "every: seconds must be a number from 0 (excluded) to 1e7")
+    end)
+
+    it("a timer whose period is not a number (NaN)", function()
+      expect_error("every(0/0, function() end)", 1, "every: seconds must be a number from 0 (excluded) to 1e7")
     end)
   end)
 
