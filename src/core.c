@@ -46,59 +46,18 @@ void pw_event_push(lua_State *L, const struct pw_event *ev, int64_t wall_offset_
 	lua_setfield(L, -2, "time");
 	lua_pushboolean(L, (ev->flags & PW_EVF_STARTUP) != 0);
 	lua_setfield(L, -2, "startup");
-	switch (ev->type) {
-	case PW_EV_ACK:
-		set_int(L, "err", ev->u.ack.err);
-		set_int(L, "ack", ev->u.ack.cn_ack);
-		break;
-	case PW_EV_FORK:
-		set_int(L, "parent_pid", ev->u.fork.parent_pid);
-		set_int(L, "parent_tgid", ev->u.fork.parent_tgid);
-		set_int(L, "child_pid", ev->u.fork.child_pid);
-		set_int(L, "child_tgid", ev->u.fork.child_tgid);
-		break;
-	case PW_EV_EXIT: {
-		uint32_t c = ev->u.exit.exit_code;
-		set_int(L, "exit_code", c);
-		set_int(L, "exit_signal", ev->u.exit.exit_signal);
-		set_int(L, "parent_pid", ev->u.exit.parent_pid);
-		set_int(L, "parent_tgid", ev->u.exit.parent_tgid);
-		bool exited = pw_exit_exited(c);
-		if (exited)
-			set_int(L, "exit_status", pw_exit_status(c));
+	struct pw_field f[PW_EVENT_FIELDS_MAX];
+	int nf = pw_event_fields(ev, f);
+	for (int i = 0; i < nf; i++) {
+		if (f[i].boolean)
+			lua_pushboolean(L, f[i].value != 0);
 		else
-			set_int(L, "term_signal", pw_exit_term_signal(c));
-		lua_pushboolean(L, !exited && pw_exit_core_dumped(c));
-		lua_setfield(L, -2, "core_dumped");
-		break;
+			lua_pushinteger(L, (lua_Integer)f[i].value);
+		lua_setfield(L, -2, f[i].name);
 	}
-	case PW_EV_UID:
-		set_int(L, "ruid", ev->u.id.real);
-		set_int(L, "euid", ev->u.id.effective);
-		break;
-	case PW_EV_GID:
-		set_int(L, "rgid", ev->u.id.real);
-		set_int(L, "egid", ev->u.id.effective);
-		break;
-	case PW_EV_PTRACE:
-		set_int(L, "tracer_pid", ev->u.ptrace.tracer_pid);
-		set_int(L, "tracer_tgid", ev->u.ptrace.tracer_tgid);
-		break;
-	case PW_EV_COMM:
+	if (ev->type == PW_EV_COMM) {
 		lua_pushstring(L, ev->u.comm.comm);
 		lua_setfield(L, -2, "comm");
-		break;
-	case PW_EV_COREDUMP:
-		set_int(L, "parent_pid", ev->u.coredump.parent_pid);
-		set_int(L, "parent_tgid", ev->u.coredump.parent_tgid);
-		break;
-	case PW_EV_OVERFLOW:
-		set_int(L, "lost", (lua_Integer)ev->u.overflow.lost);
-		break;
-	case PW_EV_EXEC:
-	case PW_EV_SID:
-	case PW_EV__COUNT:
-		break;
 	}
 }
 

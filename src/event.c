@@ -106,6 +106,65 @@ const char *pw_parse_status_name(enum pw_parse_status s)
 	return (unsigned)s < PW_PARSE__COUNT ? names[s] : "?";
 }
 
+int pw_event_fields(const struct pw_event *ev, struct pw_field *f)
+{
+	int n = 0;
+#define F(k, v) (f[n].name = (k), f[n].value = (int64_t)(v), f[n].boolean = false, n++)
+	switch (ev->type) {
+	case PW_EV_ACK:
+		F("err", ev->u.ack.err);
+		F("ack", ev->u.ack.cn_ack);
+		break;
+	case PW_EV_FORK:
+		F("parent_pid", ev->u.fork.parent_pid);
+		F("parent_tgid", ev->u.fork.parent_tgid);
+		F("child_pid", ev->u.fork.child_pid);
+		F("child_tgid", ev->u.fork.child_tgid);
+		break;
+	case PW_EV_EXIT: {
+		uint32_t c = ev->u.exit.exit_code;
+		bool exited = pw_exit_exited(c);
+		F("exit_code", c);
+		F("exit_signal", ev->u.exit.exit_signal);
+		F("parent_pid", ev->u.exit.parent_pid);
+		F("parent_tgid", ev->u.exit.parent_tgid);
+		if (exited)
+			F("exit_status", pw_exit_status(c));
+		else
+			F("term_signal", pw_exit_term_signal(c));
+		F("core_dumped", !exited && pw_exit_core_dumped(c));
+		f[n - 1].boolean = true;
+		break;
+	}
+	case PW_EV_UID:
+		F("ruid", ev->u.id.real);
+		F("euid", ev->u.id.effective);
+		break;
+	case PW_EV_GID:
+		F("rgid", ev->u.id.real);
+		F("egid", ev->u.id.effective);
+		break;
+	case PW_EV_PTRACE:
+		F("tracer_pid", ev->u.ptrace.tracer_pid);
+		F("tracer_tgid", ev->u.ptrace.tracer_tgid);
+		break;
+	case PW_EV_COREDUMP:
+		F("parent_pid", ev->u.coredump.parent_pid);
+		F("parent_tgid", ev->u.coredump.parent_tgid);
+		break;
+	case PW_EV_OVERFLOW:
+		F("lost", ev->u.overflow.lost);
+		break;
+	case PW_EV_EXEC:
+	case PW_EV_SID:
+	case PW_EV_COMM:
+	case PW_EV__COUNT:
+		break;
+	}
+#undef F
+	return n;
+}
+
 void pw_parse_init(struct pw_parse_cursor *c, const void *buf, size_t len)
 {
 	c->buf = buf;

@@ -3,6 +3,7 @@
 #ifndef PW_EVENT_H
 #define PW_EVENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -121,6 +122,18 @@ const char *pw_event_type_name(enum pw_event_type t);
 int pw_event_type_from_name(const char *name);
 /* The kernel subscription bit for a type (0 for ack/overflow). */
 uint32_t pw_event_type_mask(enum pw_event_type t);
+
+/* The type-specific fields of an event as users see them (Lua tables, JSON
+ * lines, --dump): name, integer value, and whether it is a boolean. The
+ * comm of a comm event is a string and not in this list. */
+struct pw_field {
+	const char *name;
+	int64_t value;
+	bool boolean;
+};
+#define PW_EVENT_FIELDS_MAX 8
+/* Fill f (PW_EVENT_FIELDS_MAX entries); returns how many. */
+int pw_event_fields(const struct pw_event *ev, struct pw_field *f);
 
 /* Decoding of the exit wait status. */
 static inline int pw_exit_exited(uint32_t code) { return (code & 0x7f) == 0; }

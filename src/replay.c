@@ -55,51 +55,16 @@ static void add_kernel_fields(json_t *o, const struct pw_event *ev, int64_t wall
 	json_object_set_new_nocheck(o, "time", json_real((double)ev->ktime_ns / 1e9 + (double)wall_offset_ns / 1e9));
 	if (ev->flags & PW_EVF_STARTUP)
 		json_object_set_new_nocheck(o, "startup", json_true());
-	switch (ev->type) {
-	case PW_EV_FORK:
-		set_int(o, "parent_pid", ev->u.fork.parent_pid);
-		set_int(o, "parent_tgid", ev->u.fork.parent_tgid);
-		set_int(o, "child_pid", ev->u.fork.child_pid);
-		set_int(o, "child_tgid", ev->u.fork.child_tgid);
-		break;
-	case PW_EV_EXIT: {
-		uint32_t c = ev->u.exit.exit_code;
-		set_int(o, "exit_code", c);
-		set_int(o, "exit_signal", ev->u.exit.exit_signal);
-		set_int(o, "parent_pid", ev->u.exit.parent_pid);
-		set_int(o, "parent_tgid", ev->u.exit.parent_tgid);
-		if (pw_exit_exited(c))
-			set_int(o, "exit_status", pw_exit_status(c));
-		else
-			set_int(o, "term_signal", pw_exit_term_signal(c));
-		json_object_set_new_nocheck(o, "core_dumped", json_boolean(!pw_exit_exited(c) && pw_exit_core_dumped(c)));
-		break;
+	struct pw_field f[PW_EVENT_FIELDS_MAX];
+	int nf = pw_event_fields(ev, f);
+	for (int i = 0; i < nf; i++) {
+		if (ev->type == PW_EV_ACK)
+			break; /* acks are never recorded */
+		json_object_set_new_nocheck(o, f[i].name, f[i].boolean ? json_boolean(f[i].value)
+									 : json_integer((json_int_t)f[i].value));
 	}
-	case PW_EV_UID:
-		set_int(o, "ruid", ev->u.id.real);
-		set_int(o, "euid", ev->u.id.effective);
-		break;
-	case PW_EV_GID:
-		set_int(o, "rgid", ev->u.id.real);
-		set_int(o, "egid", ev->u.id.effective);
-		break;
-	case PW_EV_PTRACE:
-		set_int(o, "tracer_pid", ev->u.ptrace.tracer_pid);
-		set_int(o, "tracer_tgid", ev->u.ptrace.tracer_tgid);
-		break;
-	case PW_EV_COMM:
+	if (ev->type == PW_EV_COMM)
 		set_str(o, "comm", ev->u.comm.comm);
-		break;
-	case PW_EV_COREDUMP:
-		set_int(o, "parent_pid", ev->u.coredump.parent_pid);
-		set_int(o, "parent_tgid", ev->u.coredump.parent_tgid);
-		break;
-	case PW_EV_OVERFLOW:
-		set_int(o, "lost", (json_int_t)ev->u.overflow.lost);
-		break;
-	default:
-		break;
-	}
 }
 
 static void add_ctx_fields(json_t *o, const struct pw_event *ev, const struct pw_ctx *c)
