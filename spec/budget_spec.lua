@@ -142,7 +142,10 @@ describe("deep recursion", function()
     cost_that_call_only(res)
     local lines = failures(res)
     assert.equal(1, #lines)
-    assert.matches("stack overflow", lines[1], 1, true)
+    -- Lua's own limit, or (on a slow build such as make sanitize's) the
+    -- time budget first: either way that call fails, and only that call.
+    assert.is_truthy(lines[1]:find("stack overflow", 1, true) or lines[1]:find("budget exceeded", 1, true),
+      lines[1])
   end)
 
   it("through C (metamethods) fails that call only", function()
