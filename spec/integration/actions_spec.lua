@@ -24,25 +24,8 @@ local SCALE = tonumber(os.getenv("PW_SPEC_SCALE") or "") or 1
 local SLOW = H.build:find("asan", 1, true) and 3 or 1
 local KILLS = math.max(10, math.floor(50 * SCALE + 0.5))
 
-local function known_bug(note, fn)
-  local ok, err = pcall(fn)
-  if ok then return end
-  if os.getenv("PW_STRICT") then error(err, 0) end
-  local first = tostring(type(err) == "table" and err.message or err):match("[^\n]*")
-  pending(("known bug: %s (%s)"):format(note, first))
-end
-
-local EXEC_LOGGER = [[
-on("exec", function(e) log("info", "exec pid={pid}", e) end)
-]]
-
-local function lines_matching(text, pattern)
-  local found = {}
-  for line in text:gmatch("[^\n]+") do
-    if line:find(pattern) then found[#found + 1] = line end
-  end
-  return found
-end
+local lines_matching, EXEC_LOGGER = H.lines_matching, H.EXEC_LOGGER
+local function known_bug(note, fn) return H.known_bug(pending, note, fn) end
 
 -- Escape a literal for a Lua pattern.
 local function lit(s) return (s:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0")) end
