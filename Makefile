@@ -8,7 +8,7 @@ FUZZ_SECONDS ?= 20
 
 PKGS      := lua5.4 libmnl jansson libcrypto
 DEB_PKGS  := build-essential clang pkg-config lua5.4 liblua5.4-dev libev-dev libmnl-dev \
-             libjansson-dev libssl-dev lua-busted lua-check
+             libjansson-dev libssl-dev lua-busted lua-check lua-dkjson
 
 # libev ships no .pc file on Debian: find its header and library directly.
 EV_HDR    := $(firstword $(wildcard /usr/include/ev.h /usr/include/libev/ev.h))
@@ -41,6 +41,7 @@ deps:
 	command -v $(LUA) >/dev/null || missing="$$missing lua5.4"; \
 	command -v busted >/dev/null || missing="$$missing lua-busted"; \
 	command -v luacheck >/dev/null || missing="$$missing lua-check"; \
+	$(LUA) -e 'require "dkjson"' 2>/dev/null || missing="$$missing lua-dkjson"; \
 	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
 	[ -z "$(NEED_CLANG)" ] || command -v clang >/dev/null || missing="$$missing clang libclang-rt-dev"; \
 	if [ -n "$$missing" ]; then \
