@@ -65,19 +65,7 @@ local function build_tools()
   return t
 end
 
--- A pid nobody uses now, well ahead of the kernel's last one (so the
--- machine's own forks are unlikely to reach it during a test).
-local function free_pid()
-  local max = tonumber(H.read("/proc/sys/kernel/pid_max"):match("%d+")) or 32768
-  local last = tonumber(H.read("/proc/sys/kernel/ns_last_pid"):match("%d+")) or 300
-  local pid = last + 3000
-  for _ = 1, 1000 do
-    if pid >= max - 10 then pid = 1000 + pid % 1000 end
-    if not H.read("/proc/" .. pid .. "/stat"):match("%d") then return pid end
-    pid = pid + 7
-  end
-  error("no free pid found")
-end
+local free_pid = H.free_pid
 
 describe("faults (root)", function()
   local s

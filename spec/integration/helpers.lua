@@ -133,32 +133,7 @@ function Session:lock(name, wait, secs)
   local script = 'echo held > "$1"; while [ -e "$2" ]; do sleep 0.05; done'
   os.execute(("( timeout %d flock -x -w %d %s sh -c %s sh %s %s ) >/dev/null 2>&1 </dev/null &"):format(
     secs or 60, wait or 20, H.q("/tmp/" .. name .. ".lock"), H.q(script), H.q(held), H.q(ticket)))
-  -- Run fn; if it fails, show the test as pending with the note (a bug known
--- and described); PW_STRICT=1 makes it fail instead. pending: busted's,
--- from the spec file's environment.
-function H.known_bug(pending, note, fn)
-  local ok, err = pcall(fn)
-  if ok then return end
-  if os.getenv("PW_STRICT") then error(err, 0) end
-  local first = tostring(type(err) == "table" and err.message or err):match("[^\n]*")
-  pending(("known bug: %s (%s)"):format(note, first))
-end
-
--- The lines of text that match a Lua pattern.
-function H.lines_matching(text, pattern)
-  local found = {}
-  for line in text:gmatch("[^\n]+") do
-    if line:find(pattern) then found[#found + 1] = line end
-  end
-  return found
-end
-
--- A rules file that logs every exec with its pid (Daemon:ready() probes it).
-H.EXEC_LOGGER = [[
-on("exec", function(e) log("info", "exec pid={pid}", e) end)
-]]
-
-return H.wait_file(held, (wait or 20) + 1)
+  return H.wait_file(held, (wait or 20) + 1)
 end
 
 -- Kill what is still running (only the daemons this session started, by
@@ -217,32 +192,7 @@ function Daemon:pid()
 end
 
 function Daemon:done()
-  -- Run fn; if it fails, show the test as pending with the note (a bug known
--- and described); PW_STRICT=1 makes it fail instead. pending: busted's,
--- from the spec file's environment.
-function H.known_bug(pending, note, fn)
-  local ok, err = pcall(fn)
-  if ok then return end
-  if os.getenv("PW_STRICT") then error(err, 0) end
-  local first = tostring(type(err) == "table" and err.message or err):match("[^\n]*")
-  pending(("known bug: %s (%s)"):format(note, first))
-end
-
--- The lines of text that match a Lua pattern.
-function H.lines_matching(text, pattern)
-  local found = {}
-  for line in text:gmatch("[^\n]+") do
-    if line:find(pattern) then found[#found + 1] = line end
-  end
-  return found
-end
-
--- A rules file that logs every exec with its pid (Daemon:ready() probes it).
-H.EXEC_LOGGER = [[
-on("exec", function(e) log("info", "exec pid={pid}", e) end)
-]]
-
-return H.read(self.rc_file):match("%d+") ~= nil
+  return H.read(self.rc_file):match("%d+") ~= nil
 end
 
 -- Wait for the exit; returns the exit status, or nil after secs.
@@ -263,84 +213,9 @@ function Daemon:stop(secs)
   return self:wait(secs or 5)
 end
 
-function Daemon:out() -- Run fn; if it fails, show the test as pending with the note (a bug known
--- and described); PW_STRICT=1 makes it fail instead. pending: busted's,
--- from the spec file's environment.
-function H.known_bug(pending, note, fn)
-  local ok, err = pcall(fn)
-  if ok then return end
-  if os.getenv("PW_STRICT") then error(err, 0) end
-  local first = tostring(type(err) == "table" and err.message or err):match("[^\n]*")
-  pending(("known bug: %s (%s)"):format(note, first))
-end
-
--- The lines of text that match a Lua pattern.
-function H.lines_matching(text, pattern)
-  local found = {}
-  for line in text:gmatch("[^\n]+") do
-    if line:find(pattern) then found[#found + 1] = line end
-  end
-  return found
-end
-
--- A rules file that logs every exec with its pid (Daemon:ready() probes it).
-H.EXEC_LOGGER = [[
-on("exec", function(e) log("info", "exec pid={pid}", e) end)
-]]
-
-return H.read(self.out_file) end
-function Daemon:err() -- Run fn; if it fails, show the test as pending with the note (a bug known
--- and described); PW_STRICT=1 makes it fail instead. pending: busted's,
--- from the spec file's environment.
-function H.known_bug(pending, note, fn)
-  local ok, err = pcall(fn)
-  if ok then return end
-  if os.getenv("PW_STRICT") then error(err, 0) end
-  local first = tostring(type(err) == "table" and err.message or err):match("[^\n]*")
-  pending(("known bug: %s (%s)"):format(note, first))
-end
-
--- The lines of text that match a Lua pattern.
-function H.lines_matching(text, pattern)
-  local found = {}
-  for line in text:gmatch("[^\n]+") do
-    if line:find(pattern) then found[#found + 1] = line end
-  end
-  return found
-end
-
--- A rules file that logs every exec with its pid (Daemon:ready() probes it).
-H.EXEC_LOGGER = [[
-on("exec", function(e) log("info", "exec pid={pid}", e) end)
-]]
-
-return H.read(self.err_file) end
-function Daemon:stats() -- Run fn; if it fails, show the test as pending with the note (a bug known
--- and described); PW_STRICT=1 makes it fail instead. pending: busted's,
--- from the spec file's environment.
-function H.known_bug(pending, note, fn)
-  local ok, err = pcall(fn)
-  if ok then return end
-  if os.getenv("PW_STRICT") then error(err, 0) end
-  local first = tostring(type(err) == "table" and err.message or err):match("[^\n]*")
-  pending(("known bug: %s (%s)"):format(note, first))
-end
-
--- The lines of text that match a Lua pattern.
-function H.lines_matching(text, pattern)
-  local found = {}
-  for line in text:gmatch("[^\n]+") do
-    if line:find(pattern) then found[#found + 1] = line end
-  end
-  return found
-end
-
--- A rules file that logs every exec with its pid (Daemon:ready() probes it).
-H.EXEC_LOGGER = [[
-on("exec", function(e) log("info", "exec pid={pid}", e) end)
-]]
-
-return H.stats(self:err()) end
+function Daemon:out() return H.read(self.out_file) end
+function Daemon:err() return H.read(self.err_file) end
+function Daemon:stats() return H.stats(self:err()) end
 
 -- Has the daemon written a line (JSON log or dump) about an event of pid?
 function Daemon:saw_pid(pid)
@@ -365,32 +240,7 @@ end
 
 -- Wait until some stdout line matches the extended regex.
 function Daemon:wait_out(regex, secs)
-  -- Run fn; if it fails, show the test as pending with the note (a bug known
--- and described); PW_STRICT=1 makes it fail instead. pending: busted's,
--- from the spec file's environment.
-function H.known_bug(pending, note, fn)
-  local ok, err = pcall(fn)
-  if ok then return end
-  if os.getenv("PW_STRICT") then error(err, 0) end
-  local first = tostring(type(err) == "table" and err.message or err):match("[^\n]*")
-  pending(("known bug: %s (%s)"):format(note, first))
-end
-
--- The lines of text that match a Lua pattern.
-function H.lines_matching(text, pattern)
-  local found = {}
-  for line in text:gmatch("[^\n]+") do
-    if line:find(pattern) then found[#found + 1] = line end
-  end
-  return found
-end
-
--- A rules file that logs every exec with its pid (Daemon:ready() probes it).
-H.EXEC_LOGGER = [[
-on("exec", function(e) log("info", "exec pid={pid}", e) end)
-]]
-
-return H.wait_grep(self.out_file, regex, secs or 5)
+  return H.wait_grep(self.out_file, regex, secs or 5)
 end
 
 -- ---- workloads ------------------------------------------------------------
@@ -434,5 +284,19 @@ end
 H.EXEC_LOGGER = [[
 on("exec", function(e) log("info", "exec pid={pid}", e) end)
 ]]
+
+-- A pid nobody uses now, well ahead of the kernel's last one (so the
+-- machine's own forks are unlikely to reach it during a test).
+function H.free_pid()
+  local max = tonumber(H.read("/proc/sys/kernel/pid_max"):match("%d+")) or 32768
+  local last = tonumber(H.read("/proc/sys/kernel/ns_last_pid"):match("%d+")) or 300
+  local pid = last + 3000
+  for _ = 1, 1000 do
+    if pid >= max - 10 then pid = 1000 + pid % 1000 end
+    if not H.read("/proc/" .. pid .. "/stat"):match("%d") then return pid end
+    pid = pid + 7
+  end
+  error("no free pid found")
+end
 
 return H
