@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "proc.h"
 
@@ -36,13 +37,6 @@ static struct pw_api_stats st;
 const struct pw_api_stats *api_stats(void)
 {
 	return &st;
-}
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 #define BATCH_PIDFDS 4200 /* execs of one wake-up (8 receive batches) */
@@ -104,7 +98,7 @@ int api_signal(pid_t pid, uint64_t start_time, bool approx, int sig, const char 
 	if (fd >= 0) { /* the hot path: pinned when the exec event arrived */
 		int r = (int)syscall(SYS_pidfd_send_signal, fd, sig, NULL, 0);
 		if (sent_ns)
-			*sent_ns = mono_ns();
+			*sent_ns = pw_mono_ns();
 		if (r == 0) {
 			st.signals_sent++;
 			return 0;
@@ -147,7 +141,7 @@ int api_signal(pid_t pid, uint64_t start_time, bool approx, int sig, const char 
 	}
 	r = (int)syscall(SYS_pidfd_send_signal, fd, sig, NULL, 0);
 	if (sent_ns)
-		*sent_ns = mono_ns();
+		*sent_ns = pw_mono_ns();
 	int e = errno;
 	close(fd);
 	if (r < 0) {

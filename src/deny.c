@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "hash.h"
+#include "clock.h"
 #include "log.h"
 
 #define MAX_MARKS 1024
@@ -83,13 +84,6 @@ struct pw_deny {
 	atomic_bool need_sha256;
 	struct pw_deny_stats st; /* under mu */
 };
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* ---- marks ------------------------------------------------------------- */
 
@@ -347,7 +341,7 @@ static void describe(struct pw_deny *d, struct slot *s, const struct fanotify_ev
 
 static void run_round(struct pw_deny *d, const struct fanotify_event_metadata *mds[], int n)
 {
-	uint64_t t0 = mono_ns();
+	uint64_t t0 = pw_mono_ns();
 	uint64_t deadline = t0 + (uint64_t)d->cfg.timeout_ms * 1000000u;
 	bool need_hash = atomic_load(&d->need_sha256);
 	struct slot round[PW_DENY_BATCH];
@@ -431,7 +425,7 @@ static void *responder(void *arg)
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	char buf[PW_DENY_BATCH * sizeof(struct fanotify_event_metadata) + 64];
-	uint64_t next_ns_scan = mono_ns() + NS_SCAN_MS * 1000000ull;
+	uint64_t next_ns_scan = pw_mono_ns() + NS_SCAN_MS * 1000000ull;
 	pid_t self = getpid();
 	for (;;) {
 		struct pollfd p[3 + MAX_WATCHED] = {
@@ -458,9 +452,9 @@ static void *responder(void *arg)
 		}
 		if (changed)
 			remark_all(d);
-		if (mono_ns() >= next_ns_scan) {
+		if (pw_mono_ns() >= next_ns_scan) {
 			scan_namespaces(d);
-			next_ns_scan = mono_ns() + NS_SCAN_MS * 1000000ull;
+			next_ns_scan = pw_mono_ns() + NS_SCAN_MS * 1000000ull;
 		}
 		if (!(p[0].revents & POLLIN))
 			continue;

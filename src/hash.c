@@ -3,6 +3,8 @@
  * place gets a new mtime/ctime and is hashed again. */
 #include "hash.h"
 
+#include "clock.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -44,19 +46,7 @@ static bool same_file(const struct cache_entry *c, const struct stat *sb)
 	       c->ctime.tv_sec == sb->st_ctim.tv_sec && c->ctime.tv_nsec == sb->st_ctim.tv_nsec;
 }
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static int hash_fd(int fd, char out[65], uint64_t deadline_ns);
-
-int hash_sha256_fd(int fd, char out[65])
-{
-	return hash_fd(fd, out, 0);
-}
 
 static atomic_int background;
 
@@ -141,7 +131,7 @@ static int hash_fd(int fd, char out[65], uint64_t deadline_ns)
 			err = -EFBIG;
 			break;
 		}
-		if (deadline_ns && (off & ((1 << 20) - 1)) < (off_t)sizeof buf && mono_ns() > deadline_ns) {
+		if (deadline_ns && (off & ((1 << 20) - 1)) < (off_t)sizeof buf && pw_mono_ns() > deadline_ns) {
 			err = -ETIMEDOUT; /* checked about every MiB */
 			break;
 		}
@@ -184,7 +174,7 @@ int hash_sha256_exe(pid_t pid, char out[65])
 		return -errno;
 	/* On the loop: never long. A big file is finished in the background
 	 * and found in the cache by the next access. */
-	int r = hash_sha256_fd_by(fd, out, mono_ns() + PW_HASH_LOOP_MS * 1000000ull);
+	int r = hash_sha256_fd_by(fd, out, pw_mono_ns() + PW_HASH_LOOP_MS * 1000000ull);
 	close(fd);
 	return r;
 }

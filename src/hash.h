@@ -14,10 +14,8 @@ struct pw_hash_stats {
 
 /* sha256 (64 hex chars + NUL) of the open file fd, from the cache when its
  * (dev, inode, size, mtime, ctime) was hashed before. 0 or -errno
- * (-EFBIG above PW_HASH_MAX_BYTES). */
-int hash_sha256_fd(int fd, char out[65]);
-/* The same, giving up with -ETIMEDOUT once CLOCK_MONOTONIC passes
- * deadline_ns (0 = none). A file given up on is hashed to the end by a
+ * (-EFBIG above PW_HASH_MAX_BYTES), or -ETIMEDOUT once CLOCK_MONOTONIC
+ * passes deadline_ns (0 = none). A file given up on is hashed to the end by a
  * background thread (at most two at a time), so the next exec of it finds
  * the hash in the cache. */
 int hash_sha256_fd_by(int fd, char out[65], uint64_t deadline_ns);

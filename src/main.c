@@ -24,6 +24,7 @@
 #include <unistd.h>
 #include <linux/capability.h>
 
+#include "clock.h"
 #include "core.h"
 #include "deny.h"
 #include "api.h"
@@ -356,9 +357,7 @@ static void scan_found(void *arg, const struct pw_proc *p, bool is_new)
 	ev.type = PW_EV_EXEC;
 	ev.flags = PW_EVF_STARTUP;
 	ev.pid = ev.tgid = p->tgid;
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ev.ktime_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	ev.ktime_ns = pw_mono_ns();
 	struct pw_ctx ctx;
 	ptable_ctx_of(p, &ctx);
 	if (d->record && record_write(d->record, &ev, &ctx, d->ptable, d->wall_offset_ns) == 0)

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 
 #define PROC_CN_MCAST_LISTEN_ 1u
@@ -79,18 +80,11 @@ static int send_op(struct pw_netlink *n, uint32_t op, uint32_t mask, size_t len)
 	return 0;
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Read until our ACK arrives or ACK_WAIT_MS pass; events go to deliver. */
 static int await_ack(struct pw_netlink *n, pw_deliver_fn deliver, void *ctx)
 {
 	static struct pw_event evs[PW_NL_EVENT_CAP];
-	int64_t deadline = now_ms() + ACK_WAIT_MS;
+	int64_t deadline = (int64_t)(pw_mono_ns() / 1000000u) + ACK_WAIT_MS;
 	while (!n->ack_seen) {
 		int got = netlink_recv_batch(n, evs, PW_NL_EVENT_CAP);
 		if (got < 0)
@@ -99,7 +93,7 @@ static int await_ack(struct pw_netlink *n, pw_deliver_fn deliver, void *ctx)
 			deliver(ctx, evs, got);
 			continue;
 		}
-		int64_t left = deadline - now_ms();
+		int64_t left = deadline - (int64_t)(pw_mono_ns() / 1000000u);
 		if (left <= 0)
 			return -ETIMEDOUT;
 		struct pollfd p = {.fd = n->fd, .events = POLLIN};
@@ -194,9 +188,7 @@ static void add_overflow(struct pw_netlink *n, struct pw_event *evs, int *k, uin
 	memset(&evs[*k], 0, sizeof evs[*k]);
 	evs[*k].type = PW_EV_OVERFLOW;
 	evs[*k].u.overflow.lost = lost ? lost : 1;
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	evs[*k].ktime_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	evs[*k].ktime_ns = pw_mono_ns();
 	(*k)++;
 	n->overflow_pending = false;
 }

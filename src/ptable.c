@@ -387,23 +387,6 @@ void ptable_retire(struct pw_ptable *t, const struct pw_event *ev)
 		drop(t, ev->tgid);
 }
 
-int ptable_ensure_start_time(struct pw_ptable *t, pid_t tgid, uint64_t *start_time)
-{
-	struct pw_proc *p = find(t, tgid);
-	if (p && p->start_time) {
-		*start_time = p->start_time;
-		return 0;
-	}
-	uint64_t st;
-	int r = proc_read_start_time(tgid, &st);
-	if (r < 0)
-		return r;
-	if (p && !p->exited)
-		p->start_time = st;
-	*start_time = st;
-	return 0;
-}
-
 /* ---- scan -------------------------------------------------------------- */
 
 static int cmp_pid(const void *a, const void *b)

@@ -97,8 +97,6 @@ int ptable_children(struct pw_ptable *t, pid_t tgid, pid_t *out, int cap);
 /* Snapshot of p (p may be NULL: ctx->known = false). */
 void ptable_ctx_of(const struct pw_proc *p, struct pw_ctx *ctx);
 void ptable_ctx_release(struct pw_ctx *ctx);
-/* Fill in p's start time from /proc if not known yet (0 or -errno). */
-int ptable_ensure_start_time(struct pw_ptable *t, pid_t tgid, uint64_t *start_time);
 
 void image_ref(struct pw_image *img);
 void image_unref(struct pw_image *img);

@@ -215,7 +215,10 @@ end
 M.fields = fields
 
 local is_kernel -- set below
+-- Not known before an exec runs (pre-exec decisions): the new program's
+-- argv and name. rules.lua refuses deny rules that match on them.
 local NOT_AT_DECISION = { argv = true, args = true, cmdline = true, comm = true, argv_truncated = true }
+M.NOT_AT_DECISION = NOT_AT_DECISION
 local IMAGE_FIELDS = { exe = true, argv = true, argv_truncated = true, comm = true, cgroup = true, tty = true }
 
 local function lazy_index(e, name)

@@ -14,7 +14,6 @@ for _, k in ipairs(M.KEYS) do KEY_SET[k] = true end
 M.PRIORITIES = { debug = 1, info = 2, notice = 3, warning = 4, error = 5, critical = 6 }
 M.PROCESS_OBJECTS = { parent = true, tracer = true, ancestors = true }
 M.THROTTLE_KEYS = 4096 -- keys a throttle remembers at most
-M.NOT_AT_DECISION = { argv = true, args = true, cmdline = true, comm = true, argv_truncated = true }
 
 -- What an exec event knows before the rest of its context is read (the
 -- hot path: exe and argv), plus the process table's parent links.
@@ -189,7 +188,7 @@ function M.compile(spec, known_types, level)
       fail(level, "rule %s: deny() only applies to exec rules (on = \"exec\")", name)
     end
     for _, k in ipairs(r.fields or {}) do
-      if M.NOT_AT_DECISION[k] then
+      if event.NOT_AT_DECISION[k] then
         fail(level, "rule %s: deny() decides before the program runs, when its %s is not known yet; "
           .. "match on exe, sha256, exe_uid/exe_mode or the calling process (uid, user, parent, ancestors ...)",
           name, k)
