@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "decision.h"
 #include "proc.h"
 #include "replay.h"
 
@@ -294,7 +295,43 @@ static int core_parse_record(lua_State *L)
 	return 1;
 }
 
+/* core.decide(rules, facts) -> "allow" | "deny", rule | "lua": a compiled
+ * decision program (decision.c) run on facts given as a table keyed by match
+ * key ("exe", "parent.exe" ...), for the specs to hold C to Lua's meaning.
+ * rules: as engine.c hands them over (name, enabled, needs_lua, plan). */
+static void table_fact(void *arg, enum pw_dfield f, struct pw_dvalue *v)
+{
+	static const char *const keys[PW_DF_COUNT] = {
+		"exe", "sha256", "exe_uid", "exe_gid", "exe_mode", "pid", "ppid", "uid", "euid", "gid", "egid", "parent.exe",
+	};
+	lua_State *L = arg;
+	int t = lua_getfield(L, 2, keys[f]); /* left on the stack until decide returns: s stays valid */
+	if (t == LUA_TSTRING)
+		*v = (struct pw_dvalue){.type = PW_DV_STR, .s = lua_tostring(L, -1)};
+	else if (t == LUA_TNUMBER && lua_isinteger(L, -1))
+		*v = (struct pw_dvalue){.type = PW_DV_INT, .i = lua_tointeger(L, -1)};
+}
+
+static int core_decide(lua_State *L)
+{
+	luaL_checktype(L, 1, LUA_TTABLE);
+	luaL_checktype(L, 2, LUA_TTABLE);
+	lua_settop(L, 2);
+	luaL_checkstack(L, PW_DF_COUNT + 4, "decide");
+	char err[256];
+	struct pw_dprog *p = dprog_from_lua(L, 1, err, sizeof err);
+	if (!p)
+		return luaL_error(L, "decide: %s", err);
+	const char *rule;
+	enum pw_dverdict v = dprog_decide(p, table_fact, L, &rule);
+	lua_pushstring(L, v == PW_DV_DENY ? "deny" : v == PW_DV_ALLOW ? "allow" : "lua");
+	lua_pushstring(L, rule ? rule : "");
+	dprog_unref(p); /* rule pointed into p: pushed (copied) before */
+	return 2;
+}
+
 static const luaL_Reg core_funcs[] = {
+	{"decide", core_decide},
 	{"parse_record", core_parse_record},
 	{"parse", core_parse},
 	{"proc_exe", core_proc_exe},

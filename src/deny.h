@@ -1,6 +1,8 @@
 /* deny.h: pre-exec decisions through fanotify exec permission events. A
  * responder thread owns the fanotify fd and answers every request by its
- * deadline; the loop thread runs the decision rules (Lua) on each request. */
+ * deadline. It decides with the compiled decision program (decision.h)
+ * where it can and hands the rest to the loop thread, where the decision
+ * rules run in Lua. */
 #ifndef PW_DENY_H
 #define PW_DENY_H
 
@@ -15,6 +17,7 @@
 struct pw_deny_stats {
 	uint64_t requests;      /* exec permission requests seen */
 	uint64_t decisions;     /* decided by the rules in time */
+	uint64_t fast;          /* of which decided in the responder thread (C), without Lua */
 	uint64_t denied;        /* answered FAN_DENY */
 	uint64_t timeouts;      /* not decided by the deadline: answered by default */
 	uint64_t hash_late;     /* sha256 not ready by the deadline: denied */
@@ -37,7 +40,8 @@ struct pw_deny_req {
 	unsigned exe_mode;
 	dev_t dev;
 	ino_t ino;
-	/* filled by the loop */
+	/* filled by the decision (responder thread or loop) */
+	bool fast; /* decided by the compiled program in the responder thread */
 	bool deny;
 	bool error; /* the rules failed (error, budget): the default answer applies */
 	char rule[128]; /* the deciding rule */
@@ -61,15 +65,24 @@ struct pw_deny_config {
 };
 
 struct pw_deny;
+struct pw_dprog;
 
 /* Start fanotify and the responder thread. NULL with a reason in err when
  * deny is unavailable (no CAP_SYS_ADMIN, no FAN_OPEN_EXEC_PERM ...). */
 struct pw_deny *deny_start(const struct pw_deny_config *cfg, char *err, size_t errlen);
 /* Rules changed (reload): sha256 needed or not. */
 void deny_set_need_sha256(struct pw_deny *d, bool need);
-/* Make sure the filesystem of pid's executable is marked (an exec seen from
- * an unmarked filesystem, in any mount namespace, is marked for next time). */
-void deny_cover(struct pw_deny *d, pid_t pid);
+/* The compiled decision program (decision.h) the responder decides with on
+ * its own; what it cannot decide goes to the loop's decide(). Takes the
+ * reference; NULL: everything goes to the loop. */
+void deny_set_program(struct pw_deny *d, struct pw_dprog *prog);
+/* On an exec event: was this exec (pid, and the file it runs: its device
+ * and inode, or, the process being gone already, exe, the path captured at
+ * the event) decided in time before it ran? Then the deny rules need not
+ * act on it again (no kill after exec). Also makes sure the filesystem of pid's executable is marked
+ * (an exec seen from an unmarked filesystem, in any mount namespace, is
+ * marked for next time). */
+bool deny_exec_seen(struct pw_deny *d, pid_t pid, const char *exe);
 const struct pw_deny_stats *deny_stats(const struct pw_deny *d);
 /* Stop the thread and close fanotify (the kernel allows what was waiting). */
 void deny_stop(struct pw_deny *d);

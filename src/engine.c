@@ -16,6 +16,7 @@
 #include "api.h"
 #include "context.h"
 #include "core.h"
+#include "decision.h"
 #include "deny.h"
 #include "hash.h"
 #include "embedded.h"
@@ -36,6 +37,8 @@ struct pw_engine {
 	struct pw_engine_config cfg;
 	int handlers_ref;  /* runtime.handlers */
 	int fast_ref;      /* runtime.fast_handlers */
+	int predecided_ref; /* runtime.predecided_handlers */
+	int predecided_fast_ref; /* runtime.predecided_fast_handlers */
 	bool fast_exec;    /* some rule acts on exec at once (fast_handlers.exec) */
 	bool has_deny;     /* some rule has deny() */
 	bool deny_sha256;  /* some deny rule matches on sha256 */
@@ -604,6 +607,10 @@ struct pw_engine *engine_new(const struct pw_engine_config *cfg, char *err, size
 	e->handlers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	lua_getfield(L, -1, "fast_handlers");
 	e->fast_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	lua_getfield(L, -1, "predecided_handlers");
+	e->predecided_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	lua_getfield(L, -1, "predecided_fast_handlers");
+	e->predecided_fast_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	e->runtime_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	e->wall_offset_ns = pw_wall_offset_ns();
 	return e;
@@ -834,16 +841,16 @@ static void dispatch_list(struct pw_engine *e, int ref, const struct pw_event *e
 	lua_settop(L, top);
 }
 
-void engine_dispatch(struct pw_engine *e, const struct pw_event *ev, const struct pw_ctx *ctx)
+void engine_dispatch(struct pw_engine *e, const struct pw_event *ev, const struct pw_ctx *ctx, bool predecided)
 {
 	if (engine_wants(e, ev->type))
-		dispatch_list(e, e->handlers_ref, ev, ctx);
+		dispatch_list(e, predecided && ev->type == PW_EV_EXEC ? e->predecided_ref : e->handlers_ref, ev, ctx);
 }
 
-void engine_dispatch_fast(struct pw_engine *e, const struct pw_event *ev, const struct pw_ctx *ctx)
+void engine_dispatch_fast(struct pw_engine *e, const struct pw_event *ev, const struct pw_ctx *ctx, bool predecided)
 {
 	if (ev->type == PW_EV_EXEC && e->fast_exec)
-		dispatch_list(e, e->fast_ref, ev, ctx);
+		dispatch_list(e, predecided ? e->predecided_fast_ref : e->fast_ref, ev, ctx);
 }
 
 bool engine_has_fast(const struct pw_engine *e)
@@ -1049,13 +1056,34 @@ void engine_deny_done(struct pw_engine *e, const struct pw_deny_req *r, bool lat
 	lua_pushvalue(L, -3);
 	lua_pushstring(L, r->rule);
 	lua_pushboolean(L, late);
-	lua_pushboolean(L, r->deny);                       /* ev, rt, decided, ev, rule, late, deny */
+	lua_pushboolean(L, r->deny);
+	lua_pushboolean(L, r->fast);                       /* ev, rt, decided, ev, rule, late, deny, fast */
 	const char *prev = e->current;
 	e->current = r->rule[0] ? r->rule : "deny";
-	if (engine_call(e, 4, e->current) != LUA_OK)
+	if (engine_call(e, 5, e->current) != LUA_OK)
 		report_error(e, "deny output", r->rule);
 	e->current = prev;
 	lua_settop(L, top);
+}
+
+struct pw_dprog *engine_decision_program(struct pw_engine *e)
+{
+	lua_State *L = e->L;
+	int top = lua_gettop(L);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, e->runtime_ref); /* rt */
+	lua_getfield(L, -1, "decision_rules");             /* rt, rules */
+	char err[256];
+	struct pw_dprog *p = dprog_from_lua(L, -1, err, sizeof err);
+	lua_settop(L, top);
+	if (!p) {
+		pw_log(PW_LOG_WARNING, "deny: the decision rules could not be compiled for the responder (%s): "
+				       "Lua decides every exec", err);
+		return NULL;
+	}
+	int c_only, n = dprog_rules(p, &c_only);
+	pw_log(PW_LOG_INFO, "deny: %d of %d decision rule%s decided in the responder thread without Lua", c_only,
+	       n, n == 1 ? "" : "s");
+	return p;
 }
 
 bool engine_has_deny(const struct pw_engine *e)

@@ -14,6 +14,7 @@ struct pw_sink;
 struct pw_ptable;
 struct pw_ctx;
 struct pw_deny_req;
+struct pw_dprog;
 struct lua_State;
 
 #define PW_INSN_BUDGET 10000000L       /* VM instructions per call into user code */
@@ -48,11 +49,12 @@ int engine_load(struct pw_engine *e, char *const *files, int nfiles, char *err, 
 /* Start the timers the rules asked for (after a successful load). */
 void engine_start(struct pw_engine *e);
 /* Hand ev to the handlers of its type; ctx (may be NULL) is the process as it
- * was at the event. */
-void engine_dispatch(struct pw_engine *e, const struct pw_event *ev, const struct pw_ctx *ctx);
+ * was at the event. predecided: an exec the deny rules decided before it ran
+ * (their kill after exec is skipped). */
+void engine_dispatch(struct pw_engine *e, const struct pw_event *ev, const struct pw_ctx *ctx, bool predecided);
 /* The hot path: fast rules (effects on exe/argv alone) on an exec event,
  * before the rest of the batch. Their outputs follow in engine_dispatch. */
-void engine_dispatch_fast(struct pw_engine *e, const struct pw_event *ev, const struct pw_ctx *ctx);
+void engine_dispatch_fast(struct pw_engine *e, const struct pw_event *ev, const struct pw_ctx *ctx, bool predecided);
 bool engine_has_fast(const struct pw_engine *e);
 /* Feed one recorded JSON line through the same handlers. 0, or -1 with the
  * reason in err (bad line). */
@@ -62,6 +64,9 @@ int engine_replay_line(struct pw_engine *e, const char *line, size_t len, char *
 void engine_decide(struct pw_engine *e, struct pw_deny_req *req);
 void engine_deny_done(struct pw_engine *e, const struct pw_deny_req *req, bool late);
 bool engine_has_deny(const struct pw_engine *e);
+/* The decision rules compiled for the responder thread (decision.h), a new
+ * reference; NULL (logged) when they cannot be. */
+struct pw_dprog *engine_decision_program(struct pw_engine *e);
 bool engine_deny_needs_sha256(const struct pw_engine *e);
 /* Actions log what they would do instead of doing it. */
 void engine_set_dry_run(struct pw_engine *e, bool dry_run);

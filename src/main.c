@@ -71,6 +71,7 @@ struct daemon {
 	struct pw_deny *deny;
 	struct pw_deny_stats deny_final; /* counters of the last responder stopped */
 	bool deny_warned, deny_ran;
+	uint64_t predecided; /* exec events the responder had decided before they ran */
 	bool resync_pending;
 	ev_timer resync;
 	int64_t wall_offset_ns;
@@ -94,6 +95,7 @@ static struct pw_event batch[WAKEUP_CAP];
 static struct pw_ctx batch_ctx[WAKEUP_CAP];
 static int batch_pidfd[WAKEUP_CAP];
 static bool batch_stale[WAKEUP_CAP];
+static bool batch_predecided[WAKEUP_CAP]; /* execs deny decided before they ran */
 
 /* ---- counters ---------------------------------------------------------- */
 
@@ -157,6 +159,7 @@ static int collect_counters(const struct daemon *d, struct counter *c, int cap)
 		const struct pw_deny_stats *ds = d->deny ? deny_stats(d->deny) : &d->deny_final;
 		C("deny_requests", ds->requests);
 		C("deny_decisions", ds->decisions);
+		C("deny_fast_decisions", ds->fast);
 		C("deny_denied", ds->denied);
 		C("deny_timeouts", ds->timeouts);
 		C("deny_hash_late", ds->hash_late);
@@ -165,6 +168,7 @@ static int collect_counters(const struct daemon *d, struct counter *c, int cap)
 		C("deny_mark_failures", ds->mark_failures);
 		C("deny_rule_errors", ds->rule_errors);
 		C("deny_outputs_dropped", ds->outputs_dropped);
+		C("deny_exec_events_predecided", d->predecided);
 	}
 	{
 		const struct pw_hash_stats *hs = hash_stats();
@@ -295,18 +299,20 @@ static void deliver(void *arg, struct pw_event *evs, int n)
 			batch_ctx[i].known = false, batch_ctx[i].img = NULL;
 		if (batch_pidfd[i] >= 0)
 			api_pidfd_add(evs[i].tgid, batch_pidfd[i], batch_ctx[i].known ? batch_ctx[i].start_time : 0);
+		/* An exec the responder decided before it ran: the deny rules need
+		 * not act again. One from a filesystem not marked yet: marked for
+		 * next time. */
+		batch_predecided[i] = d->deny && evs[i].type == PW_EV_EXEC &&
+				      deny_exec_seen(d->deny, evs[i].tgid, batch_ctx[i].img ? batch_ctx[i].img->exe : NULL);
+		d->predecided += batch_predecided[i];
 		overflow |= evs[i].type == PW_EV_OVERFLOW;
 	}
 	if (engine_has_fast(d->engine)) /* the hot path: act on exe/argv at once */
 		for (int i = 0; i < n; i++)
-			engine_dispatch_fast(d->engine, &evs[i], &batch_ctx[i]);
+			engine_dispatch_fast(d->engine, &evs[i], &batch_ctx[i], batch_predecided[i]);
 	for (int i = 0; i < n; i++)
 		if (!batch_stale[i]) /* the rest belongs to the later exec */
 			ptable_complete(d->ptable, &evs[i], &batch_ctx[i]);
-	if (d->deny) /* an exec from a filesystem not marked yet: mark it for next time */
-		for (int i = 0; i < n; i++)
-			if (evs[i].type == PW_EV_EXEC)
-				deny_cover(d->deny, evs[i].tgid);
 	for (int i = 0; i < n; i++) {
 		const struct pw_event *ev = &evs[i];
 		d->seen += counted(d, ev);
@@ -323,7 +329,7 @@ static void deliver(void *arg, struct pw_event *evs, int n)
 			record_write(stdout, ev, &batch_ctx[i], d->ptable, d->wall_offset_ns);
 		else if (d->opt.dump)
 			dump_event(stdout, ev, &batch_ctx[i], d->wall_offset_ns);
-		engine_dispatch(d->engine, ev, &batch_ctx[i]);
+		engine_dispatch(d->engine, ev, &batch_ctx[i], batch_predecided[i]);
 	}
 	for (int i = 0; i < n; i++) {
 		ptable_ctx_release(&batch_ctx[i]);
@@ -366,7 +372,7 @@ static void scan_found(void *arg, const struct pw_proc *p, bool is_new)
 		record_write(stdout, &ev, &ctx, d->ptable, d->wall_offset_ns);
 	else if (d->opt.dump)
 		dump_event(stdout, &ev, &ctx, d->wall_offset_ns);
-	engine_dispatch(d->engine, &ev, &ctx);
+	engine_dispatch(d->engine, &ev, &ctx, false);
 	ptable_ctx_release(&ctx);
 }
 
@@ -482,6 +488,7 @@ static void deny_update(struct daemon *d)
 	}
 	if (d->deny) {
 		deny_set_need_sha256(d->deny, engine_deny_needs_sha256(d->engine));
+		deny_set_program(d->deny, engine_decision_program(d->engine));
 		return;
 	}
 	struct pw_deny_config cfg = {
@@ -491,6 +498,8 @@ static void deny_update(struct daemon *d)
 	};
 	char err[512];
 	d->deny = deny_start(&cfg, err, sizeof err);
+	if (d->deny)
+		deny_set_program(d->deny, engine_decision_program(d->engine));
 	if (!d->deny && !d->deny_warned) {
 		d->deny_warned = true;
 		pw_log(PW_LOG_WARNING, "deny() is unavailable (%s): deny rules act by kill after exec instead, "

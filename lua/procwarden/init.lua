@@ -23,6 +23,11 @@ M.handlers = {}
 -- fast_handlers.exec: fast rules, run on exec events as soon as exe and
 -- argv are read, before the rest of the batch (engine_dispatch_fast).
 M.fast_handlers = { exec = {} }
+-- predecided_handlers.exec: the exec handlers but the deny() rules', for an
+-- exec the responder decided before it ran (the rules need not run again:
+-- their kill after exec is for the execs fanotify did not see).
+M.predecided_handlers = { exec = {} }
+M.predecided_fast_handlers = { exec = {} }
 M.types = {}
 M.type_set = {}
 for _, t in ipairs(core.event_types) do
@@ -56,6 +61,10 @@ end
 local function add_handler(t, entry)
   local list = M.handlers[t]
   list[#list + 1] = entry
+  if t == "exec" and not (entry.rule and entry.rule.deny) then
+    list = M.predecided_handlers.exec
+    list[#list + 1] = entry
+  end
   host.want(t)
 end
 
@@ -219,8 +228,13 @@ function api.rule(spec)
   for _, t in ipairs(r.types) do
     add_handler(t, { fn = full, name = r.name, type = t, rule = r, failures = 0, in_a_row = 0 })
     if r.fast and t == "exec" then
+      local entry = { fn = fast, name = r.name, type = t, rule = r, failures = 0, in_a_row = 0 }
       local list = M.fast_handlers.exec
-      list[#list + 1] = { fn = fast, name = r.name, type = t, rule = r, failures = 0, in_a_row = 0 }
+      list[#list + 1] = entry
+      if not r.deny then
+        list = M.predecided_fast_handlers.exec
+        list[#list + 1] = entry
+      end
       host.want(t, true)
     end
   end
@@ -243,8 +257,9 @@ function M.decide(r, e)
 end
 
 -- After the answer was written: the deciding rule's outputs, or a line
--- saying the daemon answered by default.
-function M.decided(e, rule_name, late, denied)
+-- saying the daemon answered by default. fast: the responder thread
+-- decided in C (src/decision.c) and M.decide never ran.
+function M.decided(e, rule_name, late, denied, fast)
   local name = rule_name
   if late then
     emit("warning", ("no decision in time for exec of {exe} by pid {pid}: %s by default")
@@ -253,6 +268,10 @@ function M.decided(e, rule_name, late, denied)
   end
   for _, r in ipairs(M.decision_rules) do
     if r.name == name then
+      if fast then -- decided in the responder thread (C): count the firing here
+        r.denied = r.denied + 1
+        r.fired = r.fired + 1
+      end
       local done = M.state.dry_run and "would deny" or "denied"
       local results = { { name = "deny", ok = true, done = done } }
       host.emit(r.priority, template.expand(done .. " exec of {exe} by pid {pid}", e), "action", e, r.tags, results)

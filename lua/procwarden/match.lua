@@ -108,6 +108,58 @@ function compile(value)
 end
 M.compile = compile
 
+-- A plain description of a match value for the C decision programs
+-- (src/decision.c), or nil when only Lua can test it (a function, a
+-- boolean). The C tests mean exactly what compile() builds.
+local function describe(value)
+  local t = type(value)
+  if t == "string" and find(value, "\0", 1, true) then return nil end -- C strings end at NUL
+  if t == "string" then return { k = has_magic(value) and "glob" or "eq", s = value } end
+  if t == "number" then return { k = "num", n = value } end
+  if t == "table" and is_helper(value) then
+    local kind, arg = value.kind, value.arg
+    if kind == "oneof" then
+      for _, v in ipairs(arg) do
+        if type(v) ~= "string" and type(v) ~= "number" then return nil end
+        if type(v) == "string" and find(v, "\0", 1, true) then return nil end
+      end
+      return { k = "set", list = arg }
+    elseif kind == "not_" then
+      local inner = describe(arg)
+      return inner and { k = "not", subs = { inner } }
+    end
+    if find(arg, "\0", 1, true) then return nil end
+    return { k = kind, s = arg } -- prefix suffix contains iglob
+  end
+  if t == "table" then
+    local plain = true
+    for _, v in ipairs(value) do
+      if type(v) ~= "string" or has_magic(v) then plain = false end
+    end
+    if plain and #value > 4 then
+      for _, v in ipairs(value) do
+        if find(v, "\0", 1, true) then return nil end
+      end
+      return { k = "set", list = value }
+    end
+    local subs = {}
+    for i, v in ipairs(value) do
+      subs[i] = describe(v)
+      if subs[i] == nil then return nil end
+    end
+    return { k = "any", subs = subs }
+  end
+  return nil
+end
+M.describe = describe
+
+-- The match keys a C decision program holds (src/decision.c dprog_field).
+M.decision_fields = {}
+for _, k in ipairs { "exe", "sha256", "exe_uid", "exe_gid", "exe_mode", "pid", "tgid", "ppid",
+  "uid", "euid", "gid", "egid", "parent.exe", "parent.pid" } do
+  M.decision_fields[k] = true
+end
+
 -- Fields whose value is a list: the matcher holds when any element matches.
 M.list_fields = { argv = true, args = true, ancestors = true }
 

@@ -195,6 +195,17 @@ function M.compile(spec, known_types, level)
       end
     end
     r.uses_sha256 = spec.match ~= nil and spec.match.sha256 ~= nil
+    -- What the responder thread can test in C (src/decision.c): the plain
+    -- entries; the rest (functions, other fields, `when`) needs Lua.
+    r.plan, r.needs_lua = {}, spec.when ~= nil
+    for _, k in ipairs(r.fields or {}) do
+      local desc = match.decision_fields[k] and match.describe(spec.match[k])
+      if desc then
+        r.plan[#r.plan + 1] = { field = k, test = desc }
+      else
+        r.needs_lua = true
+      end
+    end
   end
 
   -- A fast rule acts on an exec before the rest of the context is read:

@@ -486,14 +486,20 @@ exit 3]]
   end)
 
   it_root("SIGKILL of the daemon during an exec storm leaves no exec hanging", function()
-    -- Two loops exec a static binary STORM times each; a spinning `when`
-    -- on it makes each request wait on the loop (250 ms budget, deadline
-    -- 5 s), so when the daemon dies execs are waiting on it.
+    -- Two loops exec a static binary STORM times each; a `when` on it that
+    -- spins every other time makes those requests wait on the loop (250 ms
+    -- budget, deadline 5 s), so when the daemon dies execs are waiting on
+    -- it. (Every other time: failures in a row would suspend the rule.)
     local storm = s:path("storm")
     copy(tools.raw, storm)
     local rules = s:rules("storm.lua", EXEC_LOGGER .. ([[
+local calls = 0
 rule { name = "slow", on = "exec", match = { exe = %q },
-  when = function(e) while true do end end,
+  when = function(e)
+    calls = calls + 1
+    if calls %% 2 == 0 then return false end
+    while true do end
+  end,
   action = { deny(), alert "slow {exe}" } }
 ]]):format(storm))
     local d = s:start { args = { "-o", "json", "--deny-timeout", "5000", "--duration", "40", rules }, timeout = 45 }
