@@ -168,3 +168,40 @@ describe("rules compiled for the responder", function()
     end)
   end)
 end)
+
+-- A kill action value as actions.lua builds it (kind, phase, signal).
+local function kill_action(sig)
+  return rules.action("kill", "effect", function() return true end, { signal = sig or 9 })
+end
+local function output_action()
+  return rules.action("alert", "output", function() return true end)
+end
+
+describe("kill rules compiled for the exec hot path (r.prekill)", function()
+  local function compile(spec)
+    spec.on = spec.on or "exec"
+    return rules.compile(spec, { exec = true }, 1)
+  end
+
+  it("takes a fast rule whose one effect is a signal, on plain exe/pid matchers", function()
+    local r = compile { name = "k", match = { exe = "/tmp/*/miner" }, action = { kill_action(9), output_action() } }
+    assert.are.equal(9, r.prekill.signal)
+    assert.same({ { field = "exe", test = { k = "glob", s = "/tmp/*/miner" } } }, r.prekill.plan)
+    local p = { { name = "k", enabled = true, needs_lua = false, plan = r.prekill.plan, signal = 9 } }
+    assert.same({ "deny", "k" }, { core.decide(p, { exe = "/tmp/x/miner" }) })
+    assert.same("allow", (core.decide(p, { exe = "/usr/bin/miner" })))
+  end)
+
+  it("leaves to Lua what C cannot judge alone", function()
+    local function prekill(spec) return compile(spec).prekill end
+    assert.is_nil(prekill { name = "argv", match = { argv = "--donate*" }, action = { kill_action() } })
+    assert.is_nil(prekill { name = "fn", match = { exe = function() return true end }, action = { kill_action() } })
+    assert.is_nil(prekill { name = "when", match = { exe = "/x" }, when = function() return true end,
+      action = { kill_action() } })
+    assert.is_nil(prekill { name = "throttled", match = { exe = "/x" }, action = { kill_action() },
+      throttle = { count = 1, per = 60 } })
+    assert.is_nil(prekill { name = "two", match = { exe = "/x" }, action = { kill_action(), kill_action(15) } })
+    assert.is_nil(prekill { name = "alert only", match = { exe = "/x" }, action = { output_action() } })
+    assert.is_nil(prekill { name = "uid", match = { exe = "/x", uid = 0 }, action = { kill_action() } })
+  end)
+end)

@@ -45,6 +45,9 @@ static struct {
 	pid_t tgid;
 	int fd;
 	uint64_t start_time;
+	/* api_presignal's signal, sent already: the rule's own send reports it */
+	int presig, pre_err;
+	uint64_t pre_sent_ns;
 } batch_fds[BATCH_PIDFDS];
 static int nbatch_fds;
 
@@ -57,7 +60,17 @@ void api_pidfd_add(pid_t tgid, int fd, uint64_t start_time)
 	batch_fds[nbatch_fds].tgid = tgid;
 	batch_fds[nbatch_fds].fd = fd;
 	batch_fds[nbatch_fds].start_time = start_time;
+	batch_fds[nbatch_fds].presig = 0;
 	nbatch_fds++;
+}
+
+void api_pidfd_set_start(pid_t tgid, uint64_t start_time)
+{
+	for (int i = nbatch_fds - 1; i >= 0; i--)
+		if (batch_fds[i].tgid == tgid) {
+			batch_fds[i].start_time = start_time;
+			return;
+		}
 }
 
 void api_pidfds_clear(void)
@@ -67,13 +80,36 @@ void api_pidfds_clear(void)
 	nbatch_fds = 0;
 }
 
-/* A pidfd of this batch for pid (the latest one), or -1. */
-static int batch_pidfd(pid_t pid, uint64_t start_time)
+/* The batch entry for pid (the latest one), or -1. */
+static int batch_entry(pid_t pid, uint64_t start_time)
 {
 	for (int i = nbatch_fds - 1; i >= 0; i--)
 		if (batch_fds[i].tgid == pid)
-			return !start_time || start_time == batch_fds[i].start_time ? batch_fds[i].fd : -1;
+			return !start_time || start_time == batch_fds[i].start_time ? i : -1;
 	return -1;
+}
+
+static const char *signal_error(int e)
+{
+	return e == ESRCH ? "no such process (exited)" : strerror(e);
+}
+
+int api_presignal(pid_t tgid, int sig)
+{
+	int i = batch_entry(tgid, 0);
+	if (i < 0 || tgid <= 1 || tgid == getpid() || batch_fds[i].presig)
+		return -1; /* not pinned here, or refused: the rule's own send decides */
+	int r = (int)syscall(SYS_pidfd_send_signal, batch_fds[i].fd, sig, NULL, 0);
+	batch_fds[i].pre_sent_ns = pw_mono_ns();
+	batch_fds[i].pre_err = r == 0 ? 0 : errno;
+	batch_fds[i].presig = sig;
+	if (r == 0) {
+		st.signals_sent++;
+		st.signals_hot_path++;
+	} else {
+		st.signals_failed++;
+	}
+	return r == 0 ? 0 : -batch_fds[i].pre_err;
 }
 
 void api_count_refusal(void)
@@ -94,9 +130,18 @@ int api_signal(pid_t pid, uint64_t start_time, bool approx, int sig, const char 
 		*why = "refused: procwarden itself";
 		return -EPERM;
 	}
-	int fd = batch_pidfd(pid, approx ? 0 : start_time);
-	if (fd >= 0) { /* the hot path: pinned when the exec event arrived */
-		int r = (int)syscall(SYS_pidfd_send_signal, fd, sig, NULL, 0);
+	int i = batch_entry(pid, approx ? 0 : start_time);
+	if (i >= 0 && batch_fds[i].presig == sig) { /* sent already from C (api_presignal) */
+		batch_fds[i].presig = -1; /* reported once */
+		if (sent_ns)
+			*sent_ns = batch_fds[i].pre_sent_ns;
+		if (batch_fds[i].pre_err == 0)
+			return 0;
+		*why = signal_error(batch_fds[i].pre_err);
+		return -batch_fds[i].pre_err;
+	}
+	if (i >= 0) { /* the hot path: pinned when the exec event arrived */
+		int r = (int)syscall(SYS_pidfd_send_signal, batch_fds[i].fd, sig, NULL, 0);
 		if (sent_ns)
 			*sent_ns = pw_mono_ns();
 		if (r == 0) {
@@ -105,9 +150,10 @@ int api_signal(pid_t pid, uint64_t start_time, bool approx, int sig, const char 
 		}
 		int e = errno;
 		st.signals_failed++;
-		*why = e == ESRCH ? "no such process (exited)" : strerror(e);
+		*why = signal_error(e);
 		return -e;
 	}
+	int fd;
 	fd = (int)syscall(SYS_pidfd_open, pid, 0);
 	if (fd < 0) {
 		int e = errno;

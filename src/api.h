@@ -15,6 +15,7 @@
 
 struct pw_api_stats {
 	uint64_t signals_sent, signals_refused, signals_failed;
+	uint64_t signals_hot_path; /* of signals_sent: sent from C at the exec event (api_presignal) */
 	uint64_t execs_started, execs_queued, execs_refused, exec_timeouts, exec_failed;
 };
 
@@ -32,7 +33,14 @@ void api_count_refusal(void);
  * processes during the batch uses its pidfd directly (identity pinned at
  * the event, no /proc read on the hot path). Closed by api_pidfds_clear. */
 void api_pidfd_add(pid_t tgid, int fd, uint64_t start_time);
+/* The start time of tgid's batch pidfd, once the process table has it. */
+void api_pidfd_set_start(pid_t tgid, uint64_t start_time);
 void api_pidfds_clear(void);
+/* The hot path from C: signal an exec's process through its batch pidfd at
+ * once, before any Lua runs (engine_prekill). The rule's own api_signal of
+ * the same signal then returns this result instead of sending again.
+ * 0, -errno, or -1 when the process is not pinned in this batch. */
+int api_presignal(pid_t tgid, int sig);
 
 struct pw_exec_req {
 	char **argv;      /* argv[0] is an absolute path; NULL-terminated */

@@ -323,7 +323,7 @@ static int core_decide(lua_State *L)
 	if (!p)
 		return luaL_error(L, "decide: %s", err);
 	const char *rule;
-	enum pw_dverdict v = dprog_decide(p, table_fact, L, &rule);
+	enum pw_dverdict v = dprog_decide(p, table_fact, L, &rule, NULL);
 	lua_pushstring(L, v == PW_DV_DENY ? "deny" : v == PW_DV_ALLOW ? "allow" : "lua");
 	lua_pushstring(L, rule ? rule : "");
 	dprog_unref(p); /* rule pointed into p: pushed (copied) before */

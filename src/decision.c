@@ -39,6 +39,7 @@ struct drule {
 	char *name;
 	bool enabled;
 	bool lua; /* entries C cannot evaluate, or a `when`: Lua decides once C's entries hold */
+	int signal; /* a pre-kill program's signal (0 for decision rules) */
 	struct dentry *entries;
 	int nentries;
 };
@@ -296,6 +297,9 @@ static int rule_build(lua_State *L, struct drule *r, bool *sha256, char *err, si
 	lua_getfield(L, -1, "needs_lua");
 	r->lua = lua_toboolean(L, -1);
 	lua_pop(L, 1);
+	lua_getfield(L, -1, "signal");
+	r->signal = (int)lua_tointeger(L, -1);
+	lua_pop(L, 1);
 	if (!r->name) {
 		snprintf(err, errlen, "a decision rule without a name");
 		return -1;
@@ -395,7 +399,7 @@ int dprog_rules(const struct pw_dprog *p, int *c_only)
 
 /* ---- deciding ---------------------------------------------------------- */
 
-enum pw_dverdict dprog_decide(const struct pw_dprog *p, pw_dfacts_fn facts, void *arg, const char **rule)
+enum pw_dverdict dprog_decide(const struct pw_dprog *p, pw_dfacts_fn facts, void *arg, const char **rule, int *signal)
 {
 	struct pw_dvalue memo[PW_DF_COUNT];
 	bool asked[PW_DF_COUNT] = {false};
@@ -419,6 +423,8 @@ enum pw_dverdict dprog_decide(const struct pw_dprog *p, pw_dfacts_fn facts, void
 		if (r->lua)
 			return PW_DV_NEEDS_LUA;
 		*rule = r->name;
+		if (signal)
+			*signal = r->signal;
 		return PW_DV_DENY;
 	}
 	return PW_DV_ALLOW;

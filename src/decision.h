@@ -52,8 +52,9 @@ struct pw_dprog;
 /* The field a match key names ("exe", "parent.exe" ...), or -1. */
 int dprog_field(const char *key);
 /* Build from the runtime's decision rules at stack index idx: a list of
- * { name, enabled, needs_lua, plan = { {field, test}, ... } } where test is
- * match.describe()'s plain description. NULL on a malformed description
+ * { name, enabled, needs_lua, plan = { {field, test}, ... }, signal? } where
+ * test is match.describe()'s plain description (signal: a pre-kill
+ * program's, see engine_prekill). NULL on a malformed description
  * (message in err). The program starts with one reference. */
 struct pw_dprog *dprog_from_lua(struct lua_State *L, int idx, char *err, size_t errlen);
 void dprog_ref(struct pw_dprog *p);
@@ -64,7 +65,9 @@ bool dprog_needs_sha256(const struct pw_dprog *p);
 int dprog_rules(const struct pw_dprog *p, int *c_only);
 
 /* Decide: rules in order; the first that matches denies, unless a rule
- * before it needs Lua. rule gets the deciding rule's name (PW_DV_DENY). */
-enum pw_dverdict dprog_decide(const struct pw_dprog *p, pw_dfacts_fn facts, void *arg, const char **rule);
+ * before it needs Lua. rule gets the deciding rule's name and signal (may
+ * be NULL) its signal (PW_DV_DENY). */
+enum pw_dverdict dprog_decide(const struct pw_dprog *p, pw_dfacts_fn facts, void *arg, const char **rule,
+			      int *signal);
 
 #endif

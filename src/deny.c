@@ -482,7 +482,7 @@ static void decide_here(const struct pw_dprog *prog, struct slot *s)
 {
 	struct req_facts x = {.r = &s->req};
 	const char *rule;
-	enum pw_dverdict v = dprog_decide(prog, req_fact, &x, &rule);
+	enum pw_dverdict v = dprog_decide(prog, req_fact, &x, &rule, NULL);
 	if (v == PW_DV_NEEDS_LUA)
 		return;
 	s->state = SLOT_DECIDED;

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <lauxlib.h>
 #include <lua.h>
+#include <limits.h>
 #include <lualib.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@
 #include "hash.h"
 #include "embedded.h"
 #include "log.h"
+#include "proc.h"
 #include "ptable.h"
 #include "replay.h"
 #include "sink.h"
@@ -39,6 +41,8 @@ struct pw_engine {
 	int fast_ref;      /* runtime.fast_handlers */
 	int predecided_ref; /* runtime.predecided_handlers */
 	int predecided_fast_ref; /* runtime.predecided_fast_handlers */
+	struct pw_dprog *prekill; /* fast signal rules decided in C (engine_prekill) */
+	int prekill_state;        /* 0 not built yet, 1 built, -1 off (protect{} at run time) */
 	bool fast_exec;    /* some rule acts on exec at once (fast_handlers.exec) */
 	bool has_deny;     /* some rule has deny() */
 	bool deny_sha256;  /* some deny rule matches on sha256 */
@@ -485,13 +489,24 @@ static int host_refused(lua_State *L)
 	return 0;
 }
 
+/* host.prekill_off(): protect{} was called: C signals nothing from now on
+ * (which exe is protected is Lua's to judge). */
+static int host_prekill_off(lua_State *L)
+{
+	struct pw_engine *e = lua_touserdata(L, lua_upvalueindex(1));
+	dprog_unref(e->prekill);
+	e->prekill = NULL;
+	e->prekill_state = -1;
+	return 0;
+}
+
 static int open_host(lua_State *L)
 {
 	static const luaL_Reg funcs[] = {
 		{"want", host_want},   {"emit", host_emit},         {"timer", host_timer},
 		{"now", host_now},     {"stats", host_stats},       {"proc_ctx", host_proc_ctx},
 		{"sha256", host_sha256}, {"signal", host_signal},   {"exec", host_exec},
-		{"children", host_children}, {"refused", host_refused},
+		{"children", host_children}, {"refused", host_refused}, {"prekill_off", host_prekill_off},
 		{NULL, NULL},
 	};
 	luaL_newlibtable(L, funcs);
@@ -1096,8 +1111,68 @@ bool engine_deny_needs_sha256(const struct pw_engine *e)
 	return e->deny_sha256;
 }
 
+/* The pre-kill program from runtime.prekill_program() (an empty one in a
+ * dry run or under protect{}). Stack: [-0, +0] */
+static void prekill_build(struct pw_engine *e)
+{
+	lua_State *L = e->L;
+	int top = lua_gettop(L);
+	e->prekill_state = 1;
+	lua_rawgeti(L, LUA_REGISTRYINDEX, e->runtime_ref);
+	lua_getfield(L, -1, "prekill_program");
+	char err[256];
+	if (lua_pcall(L, 0, 1, 0) == LUA_OK && lua_istable(L, -1) && lua_rawlen(L, -1) > 0) {
+		e->prekill = dprog_from_lua(L, -1, err, sizeof err);
+		if (!e->prekill)
+			pw_log(PW_LOG_WARNING, "kill rules could not be compiled for the exec hot path (%s): Lua "
+					       "sends their signals", err);
+	}
+	lua_settop(L, top);
+}
+
+/* Facts of an exec event for the pre-kill program: its exe and pid. */
+struct prekill_facts {
+	const struct pw_event *ev;
+	const char *exe;
+};
+
+static void prekill_fact(void *arg, enum pw_dfield f, struct pw_dvalue *v)
+{
+	const struct prekill_facts *x = arg;
+	if (f == PW_DF_EXE)
+		*v = (struct pw_dvalue){.type = PW_DV_STR, .s = x->exe};
+	else if (f == PW_DF_PID)
+		*v = (struct pw_dvalue){.type = PW_DV_INT, .i = x->ev->tgid};
+}
+
+bool engine_prekill(struct pw_engine *e, const struct pw_event *ev)
+{
+	if (ev->type != PW_EV_EXEC || !e->fast_exec)
+		return false;
+	if (e->prekill_state == 0)
+		prekill_build(e);
+	if (!e->prekill)
+		return false;
+	char exe[PATH_MAX]; /* the one /proc read before the signal */
+	if (proc_read_exe(ev->tgid, exe, sizeof exe) <= 0)
+		return false;
+	if (e->cfg.ptable) /* the process table takes it: the kill may take the link with it */
+		ptable_exe_hint(e->cfg.ptable, ev->tgid, exe);
+	struct prekill_facts x = {.ev = ev, .exe = exe};
+	const char *rule;
+	int sig = 0;
+	if (dprog_decide(e->prekill, prekill_fact, &x, &rule, &sig) != PW_DV_DENY || sig <= 0)
+		return false;
+	return api_presignal(ev->tgid, sig) != -1;
+}
+
 void engine_set_dry_run(struct pw_engine *e, bool dry_run)
 {
+	if (e->prekill_state > 0) { /* built for the other mode: again when next needed */
+		dprog_unref(e->prekill);
+		e->prekill = NULL;
+		e->prekill_state = 0;
+	}
 	lua_State *L = e->L;
 	lua_rawgeti(L, LUA_REGISTRYINDEX, e->runtime_ref);
 	lua_getfield(L, -1, "state");
@@ -1143,5 +1218,6 @@ void engine_free(struct pw_engine *e)
 		free(t);
 	}
 	lua_close(e->L);
+	dprog_unref(e->prekill);
 	free(e);
 }

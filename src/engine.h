@@ -56,6 +56,14 @@ void engine_dispatch(struct pw_engine *e, const struct pw_event *ev, const struc
  * before the rest of the batch. Their outputs follow in engine_dispatch. */
 void engine_dispatch_fast(struct pw_engine *e, const struct pw_event *ev, const struct pw_ctx *ctx, bool predecided);
 bool engine_has_fast(const struct pw_engine *e);
+/* The hottest path, right after an exec's process is pinned (its batch
+ * pidfd): the fast rules that only signal, on plain exe/pid matchers
+ * (rules.lua r.prekill), are decided in C on readlink /proc/PID/exe alone
+ * and their signal sent through the pidfd, before any other /proc read and
+ * before any Lua runs; the rule's own kill in engine_dispatch_fast then
+ * reports that result. Nothing in a dry run or under protect{}. True when
+ * a signal was sent. */
+bool engine_prekill(struct pw_engine *e, const struct pw_event *ev);
 /* Feed one recorded JSON line through the same handlers. 0, or -1 with the
  * reason in err (bad line). */
 int engine_replay_line(struct pw_engine *e, const char *line, size_t len, char *err, size_t errlen);

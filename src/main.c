@@ -177,6 +177,7 @@ static int collect_counters(const struct daemon *d, struct counter *c, int cap)
 		C("sha256_late", hs->late);
 		const struct pw_api_stats *as = api_stats();
 		C("signals_sent", as->signals_sent);
+		C("signals_hot_path", as->signals_hot_path);
 		C("signals_refused", as->signals_refused);
 		C("signals_failed", as->signals_failed);
 		C("execs_started", as->execs_started);
@@ -281,11 +282,6 @@ static void deliver(void *arg, struct pw_event *evs, int n)
 	bool pin = engine_wants(d->engine, PW_EV_EXEC);
 	for (int i = 0; i < n; i++) {
 		bool wanted = all_ctx || engine_wants(d->engine, evs[i].type);
-		if (pin && evs[i].type == PW_EV_EXEC) { /* pin the process before reading it */
-			int fd = (int)syscall(SYS_pidfd_open, evs[i].tgid, 0);
-			if (fd >= 0)
-				batch_pidfd[i] = fd;
-		}
 		/* An exec followed by another exec of the same process in this batch:
 		 * /proc already shows the later program, so the earlier one is
 		 * unknown, never the later one's. */
@@ -294,11 +290,21 @@ static void deliver(void *arg, struct pw_event *evs, int n)
 			for (int j = i + 1; j < n && !stale; j++)
 				stale = evs[j].type == PW_EV_EXEC && evs[j].tgid == evs[i].tgid;
 		batch_stale[i] = stale;
+		if (pin && evs[i].type == PW_EV_EXEC) { /* pin the process before reading it */
+			int fd = (int)syscall(SYS_pidfd_open, evs[i].tgid, 0);
+			if (fd >= 0) {
+				batch_pidfd[i] = fd;
+				api_pidfd_add(evs[i].tgid, fd, 0); /* its start time once the table has it */
+				if (!stale) /* a forbidden exe: its signal now, from C, before any other read */
+					engine_prekill(d->engine, &evs[i]);
+			}
+		}
 		ptable_apply(d->ptable, &evs[i], wanted ? &batch_ctx[i] : NULL, stale);
+		ptable_exe_hint(d->ptable, 0, ""); /* the hot path's exe serves this exec only */
 		if (!wanted)
 			batch_ctx[i].known = false, batch_ctx[i].img = NULL;
 		if (batch_pidfd[i] >= 0)
-			api_pidfd_add(evs[i].tgid, batch_pidfd[i], batch_ctx[i].known ? batch_ctx[i].start_time : 0);
+			api_pidfd_set_start(evs[i].tgid, batch_ctx[i].known ? batch_ctx[i].start_time : 0);
 		/* An exec the responder decided before it ran: the deny rules need
 		 * not act again. One from a filesystem not marked yet: marked for
 		 * next time. */

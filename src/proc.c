@@ -8,13 +8,33 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+
+/* "/proc/PID/name" into buf: the hot path builds it by hand (snprintf
+ * cost more than the rest of a small read). */
 static int proc_path(char *buf, size_t cap, pid_t pid, const char *name)
 {
-	int n = snprintf(buf, cap, "/proc/%d/%s", (int)pid, name);
-	return n > 0 && (size_t)n < cap ? 0 : -ENAMETOOLONG;
+	char digits[12];
+	size_t nd = 0, len = strlen(name);
+	for (unsigned v = (unsigned)pid; v || nd == 0; v /= 10)
+		digits[nd++] = (char)('0' + v % 10);
+	if (6 + nd + 1 + len + 1 > cap)
+		return -ENAMETOOLONG;
+	char *p = buf;
+	memcpy(p, "/proc/", 6);
+	p += 6;
+	while (nd)
+		*p++ = digits[--nd];
+	*p++ = '/';
+	memcpy(p, name, len + 1);
+	return 0;
 }
 
 int proc_read_exe(pid_t pid, char *buf, size_t cap)
@@ -31,6 +51,10 @@ int proc_read_exe(pid_t pid, char *buf, size_t cap)
 	return (int)n;
 }
 
+/* The /proc files read here (seq_file ones, cmdline, environ) fill a read
+ * as far as they can: a short read is their end, so the read of 0 bytes
+ * that would confirm it is skipped. Only a full buffer needs the 1-byte
+ * probe that tells whether the file held more. */
 ssize_t proc_read_file(pid_t pid, const char *name, char *buf, size_t cap, bool *truncated)
 {
 	char path[64];
@@ -44,7 +68,8 @@ ssize_t proc_read_file(pid_t pid, const char *name, char *buf, size_t cap, bool 
 		return -errno;
 	size_t got = 0;
 	while (got < cap) {
-		ssize_t n = read(fd, buf + got, cap - got);
+		size_t want = cap - got;
+		ssize_t n = read(fd, buf + got, want);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -52,9 +77,9 @@ ssize_t proc_read_file(pid_t pid, const char *name, char *buf, size_t cap, bool 
 			close(fd);
 			return -e;
 		}
-		if (n == 0)
-			break;
 		got += (size_t)n;
+		if ((size_t)n < want)
+			break; /* short (or 0): the end */
 	}
 	if (got == cap) {
 		char probe;
@@ -68,9 +93,40 @@ ssize_t proc_read_file(pid_t pid, const char *name, char *buf, size_t cap, bool 
 	return (ssize_t)got;
 }
 
+/* The decimal at *p (leading blanks skipped) into *v; *p moves past it.
+ * false when there is none. */
+static bool parse_dec(const char **p, long long *v)
+{
+	const char *c = *p;
+	while (*c == ' ' || *c == '\t')
+		c++;
+	bool neg = *c == '-';
+	if (neg)
+		c++;
+	if (*c < '0' || *c > '9')
+		return false;
+	unsigned long long x = 0;
+	while (*c >= '0' && *c <= '9')
+		x = x * 10 + (unsigned long long)(*c++ - '0');
+	*p = c;
+	*v = neg ? -(long long)x : (long long)x;
+	return true;
+}
+
+/* "real effective ..." of a Uid:/Gid: line. */
 static int parse_ids(const char *line, unsigned *real, unsigned *eff)
 {
-	return sscanf(line, "%u %u", real, eff) == 2 ? 0 : -EINVAL;
+	long long a, b;
+	if (!parse_dec(&line, &a) || !parse_dec(&line, &b))
+		return -EINVAL;
+	*real = (unsigned)a;
+	*eff = (unsigned)b;
+	return 0;
+}
+
+static bool has_key(const char *line, const char *key, size_t len)
+{
+	return strncmp(line, key, len) == 0;
 }
 
 int proc_read_status(pid_t pid, struct pw_proc_status *st)
@@ -83,32 +139,63 @@ int proc_read_status(pid_t pid, struct pw_proc_status *st)
 	buf[n] = 0;
 	memset(st, 0, sizeof *st);
 	int found = 0;
+	/* One pass over the lines, dispatched on their first letter. */
 	for (char *line = buf; line && *line;) {
-		char *nl = strchr(line, '\n');
+		char *nl = memchr(line, '\n', (size_t)(buf + n - line));
 		if (nl)
 			*nl = 0;
 		unsigned a, b;
-		if (strncmp(line, "PPid:", 5) == 0) {
-			st->ppid = (pid_t)strtol(line + 5, NULL, 10);
-			found |= 1;
-		} else if (strncmp(line, "Uid:", 4) == 0 && parse_ids(line + 4, &a, &b) == 0) {
-			st->ruid = a;
-			st->euid = b;
-			found |= 2;
-		} else if (strncmp(line, "Gid:", 4) == 0 && parse_ids(line + 4, &a, &b) == 0) {
-			st->rgid = a;
-			st->egid = b;
-			found |= 4;
-		} else if (strncmp(line, "TracerPid:", 10) == 0) {
-			st->tracer_pid = (pid_t)strtol(line + 10, NULL, 10);
-		} else if (strncmp(line, "NSpid:", 6) == 0) {
-			char *last = strrchr(line, '\t');
-			char *sp = strrchr(line, ' ');
-			if (sp > last)
-				last = sp;
-			st->ns_pid = (pid_t)strtol(last ? last + 1 : line + 6, NULL, 10);
-		} else if (strncmp(line, "CapEff:", 7) == 0) {
-			st->cap_eff = strtoull(line + 7, NULL, 16);
+		const char *v;
+		switch (line[0]) {
+		case 'P':
+			if (has_key(line, "PPid:", 5)) {
+				long long x = 0;
+				v = line + 5;
+				parse_dec(&v, &x);
+				st->ppid = (pid_t)x;
+				found |= 1;
+			}
+			break;
+		case 'U':
+			if (has_key(line, "Uid:", 4) && parse_ids(line + 4, &a, &b) == 0) {
+				st->ruid = a;
+				st->euid = b;
+				found |= 2;
+			}
+			break;
+		case 'G':
+			if (has_key(line, "Gid:", 4) && parse_ids(line + 4, &a, &b) == 0) {
+				st->rgid = a;
+				st->egid = b;
+				found |= 4;
+			}
+			break;
+		case 'T':
+			if (has_key(line, "TracerPid:", 10)) {
+				long long x = 0;
+				v = line + 10;
+				parse_dec(&v, &x);
+				st->tracer_pid = (pid_t)x;
+			}
+			break;
+		case 'N':
+			if (has_key(line, "NSpid:", 6)) {
+				char *last = strrchr(line, '\t');
+				char *sp = strrchr(line, ' ');
+				if (sp > last)
+					last = sp;
+				long long x = 0;
+				v = last ? last + 1 : line + 6;
+				parse_dec(&v, &x);
+				st->ns_pid = (pid_t)x;
+			}
+			break;
+		case 'C':
+			if (has_key(line, "CapEff:", 7))
+				st->cap_eff = strtoull(line + 7, NULL, 16);
+			break;
+		default:
+			break;
 		}
 		line = nl ? nl + 1 : NULL;
 	}
@@ -126,7 +213,7 @@ int proc_read_stat(pid_t pid, struct pw_proc_stat *st)
 	/* comm may hold spaces and parentheses: fields resume after the last ')'. */
 	char *open_paren = strchr(buf, '(');
 	char *p = strrchr(buf, ')');
-	if (!open_paren || !p || p < open_paren)
+	if (!open_paren || !p || p < open_paren || !p[1])
 		return -EINVAL;
 	size_t clen = (size_t)(p - open_paren - 1);
 	if (clen > sizeof st->comm - 1)
@@ -135,19 +222,16 @@ int proc_read_stat(pid_t pid, struct pw_proc_stat *st)
 	st->comm[clen] = 0;
 	/* after ')': 3 state, 4 ppid, 5 pgrp, 6 session, 7 tty_nr, ... 22 starttime */
 	unsigned long long f[23] = {0};
-	char *cur = p + 2;
+	const char *cur = p + 2;
 	st->state = *cur;
 	for (int field = 3; field <= 22; field++) {
 		if (*cur == 0)
 			return -EINVAL;
 		if (field > 3) {
-			char *end;
-			errno = 0;
-			long long v = strtoll(cur, &end, 10);
-			if (errno || end == cur)
+			long long v;
+			if (!parse_dec(&cur, &v))
 				return -EINVAL;
 			f[field] = (unsigned long long)v;
-			cur = end;
 		} else {
 			while (*cur && *cur != ' ')
 				cur++;
@@ -173,10 +257,12 @@ int proc_read_start_time(pid_t pid, uint64_t *ticks)
 	return r;
 }
 
-int proc_read_cgroup(pid_t pid, char *buf, size_t cap)
+int proc_read_cgroup(pid_t pid, char *buf, size_t cap, bool *unified)
 {
 	char raw[2048];
 	bool trunc;
+	if (unified)
+		*unified = false;
 	ssize_t n = proc_read_file(pid, "cgroup", raw, sizeof raw - 1, &trunc);
 	if (n < 0)
 		return (int)n;
@@ -192,11 +278,57 @@ int proc_read_cgroup(pid_t pid, char *buf, size_t cap)
 	if (!path || cap == 0)
 		return -EINVAL;
 	size_t len = strcspn(path, "\n");
-	if (len > cap - 1)
+	bool whole = path[len] == '\n'; /* not cut by the buffer */
+	if (len > cap - 1) {
 		len = cap - 1;
+		whole = false;
+	}
 	memcpy(buf, path, len);
 	buf[len] = 0;
+	if (unified)
+		*unified = line && whole;
 	return (int)len;
+}
+
+/* PIDFD_GET_INFO, from linux/pidfd.h (Linux 6.13), carried here: the
+ * installed headers may predate it. Version 0 of the struct (64 bytes). */
+struct pw_kpidfd_info {
+	uint64_t mask;
+	uint64_t cgroupid;
+	uint32_t pid, tgid, ppid;
+	uint32_t ruid, rgid, euid, egid, suid, sgid, fsuid, fsgid;
+	int32_t exit_code;
+};
+#define PW_PIDFD_GET_INFO _IOWR(0xFF, 11, struct pw_kpidfd_info)
+#define PW_PIDFD_INFO_PID (1ull << 0)
+#define PW_PIDFD_INFO_CREDS (1ull << 1)
+#define PW_PIDFD_INFO_CGROUPID (1ull << 2)
+
+int proc_pidfd_open(pid_t pid)
+{
+	if (pid <= 0)
+		return -EINVAL;
+	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+	return fd < 0 ? -errno : fd;
+}
+
+int proc_pidfd_info(int pidfd, struct pw_pidfd_info *out)
+{
+	struct pw_kpidfd_info k;
+	memset(&k, 0, sizeof k);
+	k.mask = PW_PIDFD_INFO_PID | PW_PIDFD_INFO_CREDS | PW_PIDFD_INFO_CGROUPID;
+	if (ioctl(pidfd, PW_PIDFD_GET_INFO, &k) < 0)
+		return -errno;
+	if (!(k.mask & PW_PIDFD_INFO_CREDS))
+		return -EOPNOTSUPP;
+	out->ppid = (pid_t)k.ppid;
+	out->ruid = k.ruid;
+	out->euid = k.euid;
+	out->rgid = k.rgid;
+	out->egid = k.egid;
+	out->has_cgroupid = (k.mask & PW_PIDFD_INFO_CGROUPID) != 0;
+	out->cgroupid = out->has_cgroupid ? k.cgroupid : 0;
+	return 0;
 }
 
 uint64_t proc_ticks_at(uint64_t ktime_ns)
@@ -216,8 +348,10 @@ void proc_tty_name(unsigned tty_nr, char *buf, size_t cap)
 {
 	unsigned major = (tty_nr >> 8) & 0xfff;
 	unsigned minor = (tty_nr & 0xff) | ((tty_nr >> 12) & 0xfff00);
-	if (tty_nr == 0)
-		snprintf(buf, cap, "%s", "");
+	if (tty_nr == 0) {
+		if (cap)
+			buf[0] = 0;
+	}
 	else if (major >= 136 && major <= 143)
 		snprintf(buf, cap, "pts/%u", minor + (major - 136) * 256);
 	else if (major == 4 && minor < 64)

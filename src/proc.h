@@ -39,8 +39,25 @@ struct pw_proc_stat {
 int proc_read_stat(pid_t pid, struct pw_proc_stat *st);
 /* starttime (field 22 of /proc/PID/stat), in clock ticks since boot. 0 or -errno. */
 int proc_read_start_time(pid_t pid, uint64_t *ticks);
-/* The cgroup v2 path ("0::/path" line) or else the first line's path. Length or -errno. */
-int proc_read_cgroup(pid_t pid, char *buf, size_t cap);
+/* The cgroup v2 path ("0::/path" line) or else the first line's path.
+ * Length or -errno. *unified (may be NULL): the path is the v2 one. */
+int proc_read_cgroup(pid_t pid, char *buf, size_t cap, bool *unified);
+
+/* What PIDFD_GET_INFO (Linux 6.13+) tells of a process: ids as
+ * /proc/PID/status shows them, and the id of its cgroup v2 (the
+ * "0::" line of /proc/PID/cgroup). */
+struct pw_pidfd_info {
+	pid_t ppid;
+	uid_t ruid, euid;
+	gid_t rgid, egid;
+	bool has_cgroupid;
+	uint64_t cgroupid;
+};
+/* pidfd_open(pid): the fd, or -errno (-ESRCH: gone, -ENOSYS: no pidfds). */
+int proc_pidfd_open(pid_t pid);
+/* PIDFD_GET_INFO on pidfd: 0, -ESRCH once the process is reaped, or
+ * -ENOTTY/-EINVAL/-EOPNOTSUPP where the kernel lacks it. */
+int proc_pidfd_info(int pidfd, struct pw_pidfd_info *out);
 /* The /proc start-time clock (ticks since boot, CLOCK_BOOTTIME) at a
  * kernel event's CLOCK_MONOTONIC timestamp. */
 uint64_t proc_ticks_at(uint64_t ktime_ns);

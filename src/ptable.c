@@ -11,14 +11,30 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "proc.h"
 
 #define NBUCKETS 16384 /* power of two */
+#define CG_SLOTS 64     /* cgroup paths remembered by cgroup v2 id (power of two) */
+
+/* A cgroup v2 id and its path as /proc/PID/cgroup shows it to us. v2 ids
+ * are never reused and v2 cgroups cannot be renamed, so the pair holds for
+ * as long as the daemon runs. */
+struct cg_path {
+	uint64_t id; /* 0 = empty slot */
+	char *path;
+	size_t len;
+};
 
 struct pw_ptable {
 	struct pw_proc *bucket[NBUCKETS];
 	size_t max_entries;
+	int pidfd_info; /* PIDFD_GET_INFO: 0 not tried yet, 1 works, -1 not here */
+	struct cg_path cg[CG_SLOTS];
+	/* the exe the hot path read already (ptable_exe_hint), for the next capture of hint_tgid */
+	pid_t hint_tgid;
+	char hint_exe[4096];
 	struct pw_ptable_stats st;
 };
 
@@ -54,13 +70,23 @@ void image_unref(struct pw_image *img)
 }
 
 /* Capture what a process runs (exe, argv) from /proc: the hot part of an
- * exec, read before any rule runs. NULL when it is gone. */
-static struct pw_image *image_capture(struct pw_ptable *t, pid_t tgid)
+ * exec, read before any rule runs. NULL when it is gone; *gone then tells
+ * whether /proc/PID itself was (reaped: nothing more can be read). */
+static struct pw_image *image_capture(struct pw_ptable *t, pid_t tgid, bool *gone)
 {
 	char exe[4096], argv[PW_ARGV_CAP];
-	int exe_len = proc_read_exe(tgid, exe, sizeof exe);
+	int exe_len;
+	if (t->hint_tgid == tgid) { /* read before a kill that may have taken the link with it */
+		exe_len = (int)strlen(t->hint_exe);
+		memcpy(exe, t->hint_exe, (size_t)exe_len + 1);
+		t->hint_tgid = 0;
+	} else {
+		exe_len = proc_read_exe(tgid, exe, sizeof exe);
+	}
 	bool trunc = false;
 	ssize_t argv_len = proc_read_file(tgid, "cmdline", argv, sizeof argv, &trunc);
+	/* cmdline exists for as long as /proc/PID does (zombie or kernel thread: empty). */
+	*gone = argv_len == -ENOENT || argv_len == -ESRCH;
 	if (exe_len < 0 && argv_len < 0)
 		return NULL;
 	if (argv_len < 0)
@@ -162,29 +188,90 @@ static struct pw_proc *fresh(struct pw_ptable *t, pid_t tgid)
 static void capture_fast(struct pw_ptable *t, struct pw_proc *p)
 {
 	t->st.captures++;
-	struct pw_image *img = image_capture(t, p->tgid);
+	bool gone;
+	struct pw_image *img = image_capture(t, p->tgid, &gone);
 	image_unref(p->img);
 	p->img = img; /* NULL rather than the pre-exec program: never lie */
 	if (!img)
 		t->st.capture_failed++;
-	p->needs_rest = true;
+	p->needs_rest = !gone; /* reaped already: the rest is gone too */
 }
 
-/* The rest of an exec: stat (start time, parents, comm, tty), ids
- * (status) and cgroup. exec_ticks: the exec's time on the start-time
- * clock (0: not from an event). Returns false when /proc now shows a process
- * that started after the exec (the pid was reused): nothing is taken from it
- * and the image is dropped. */
+static const struct cg_path *cg_find(const struct pw_ptable *t, uint64_t id)
+{
+	const struct cg_path *c = &t->cg[id & (CG_SLOTS - 1)];
+	return id && c->id == id ? c : NULL;
+}
+
+static void cg_remember(struct pw_ptable *t, uint64_t id, const char *path, size_t len)
+{
+	struct cg_path *c = &t->cg[id & (CG_SLOTS - 1)];
+	char *copy = strndup(path, len);
+	if (!id || !copy) {
+		free(copy);
+		return;
+	}
+	free(c->path);
+	c->id = id;
+	c->path = copy;
+	c->len = len;
+}
+
+static void image_set_cgroup(struct pw_image *img, const char *path, size_t len)
+{
+	if ((img->cgroup = strndup(path, len))) {
+		img->bytes += len;
+		*img->acct += len;
+	}
+}
+
+/* ids from /proc/PID/status (kernels without PIDFD_GET_INFO). */
+static void read_status_ids(struct pw_proc *p)
+{
+	struct pw_proc_status ids;
+	if (proc_read_status(p->tgid, &ids) == 0) {
+		p->ruid = ids.ruid;
+		p->euid = ids.euid;
+		p->rgid = ids.rgid;
+		p->egid = ids.egid;
+		p->creds_known = true;
+		if (!p->ppid)
+			p->ppid = ids.ppid;
+	}
+}
+
+/* The rest of an exec: stat (start time, parents, comm, tty), ids and
+ * cgroup. exec_ticks: the exec's time on the start-time clock (0: not from
+ * an event). Returns false when /proc now shows a process that started
+ * after the exec (the pid was reused): nothing is taken from it and the
+ * image is dropped.
+ *
+ * Where the kernel has PIDFD_GET_INFO (6.13), ids and the cgroup v2 id come
+ * from one ioctl on a pidfd opened before stat is read, instead of reading
+ * and parsing /proc/PID/status and /proc/PID/cgroup: the ioctl answers only
+ * while the process is not reaped, so a success also says the stat read
+ * before it was this process's (its pid could not be reused meanwhile). The
+ * cgroup path is then looked up by id (read from /proc once per cgroup). */
 static bool capture_rest(struct pw_ptable *t, struct pw_proc *p, uint64_t exec_ticks)
 {
 	struct pw_proc_stat st;
-	struct pw_proc_status ids;
 	p->needs_rest = false;
-	bool have_stat = proc_read_stat(p->tgid, &st) == 0;
+	int pidfd = t->pidfd_info >= 0 ? proc_pidfd_open(p->tgid) : -ENOSYS;
+	if (pidfd == -ESRCH)
+		return true; /* reaped: nothing more to read */
+	int r = proc_read_stat(p->tgid, &st);
+	if (r == -ENOENT || r == -ESRCH) {
+		if (pidfd >= 0)
+			close(pidfd);
+		return true;
+	}
+	bool have_stat = r == 0;
 	if (have_stat && exec_ticks && st.start_time > exec_ticks + 1) {
 		image_unref(p->img);
 		p->img = NULL;
 		t->st.capture_failed++;
+		if (pidfd >= 0)
+			close(pidfd);
 		return false;
 	}
 	if (have_stat) {
@@ -196,22 +283,43 @@ static bool capture_rest(struct pw_ptable *t, struct pw_proc *p, uint64_t exec_t
 		if (p->img && !p->img->tty[0])
 			proc_tty_name(st.tty_nr, p->img->tty, sizeof p->img->tty);
 	}
-	if (proc_read_status(p->tgid, &ids) == 0) {
-		p->ruid = ids.ruid;
-		p->euid = ids.euid;
-		p->rgid = ids.rgid;
-		p->egid = ids.egid;
+	struct pw_pidfd_info info;
+	int ir = pidfd >= 0 ? proc_pidfd_info(pidfd, &info) : pidfd;
+	/* ESRCH: reaped, or a process without a visible parent (kthreadd) */
+	bool reaped = ir == -ESRCH && !(have_stat && st.ppid == 0);
+	if (ir == 0) {
+		t->pidfd_info = 1;
+		p->ruid = info.ruid;
+		p->euid = info.euid;
+		p->rgid = info.rgid;
+		p->egid = info.egid;
 		p->creds_known = true;
 		if (!p->ppid)
-			p->ppid = ids.ppid;
+			p->ppid = info.ppid;
+	} else if (!reaped) {
+		if (t->pidfd_info == 0 && ir != -ESRCH && ir != -EMFILE && ir != -ENFILE && ir != -ENOMEM)
+			t->pidfd_info = -1; /* no pidfds or no PIDFD_GET_INFO here */
+		read_status_ids(p);
 	}
-	char cgroup[1024];
-	int n;
-	if (p->img && !p->img->cgroup && (n = proc_read_cgroup(p->tgid, cgroup, sizeof cgroup)) >= 0 &&
-	    (p->img->cgroup = strndup(cgroup, (size_t)n))) {
-		p->img->bytes += (size_t)n;
-		*p->img->acct += (size_t)n;
+	if (p->img && !p->img->cgroup && !reaped) {
+		const struct cg_path *known = ir == 0 && info.has_cgroupid ? cg_find(t, info.cgroupid) : NULL;
+		char cgroup[1024];
+		bool unified;
+		int n;
+		if (known) {
+			image_set_cgroup(p->img, known->path, known->len);
+		} else if ((n = proc_read_cgroup(p->tgid, cgroup, sizeof cgroup, &unified)) >= 0) {
+			image_set_cgroup(p->img, cgroup, (size_t)n);
+			/* Remember the path only if the process was in the same
+			 * cgroup before and after it was read. */
+			struct pw_pidfd_info again;
+			if (ir == 0 && info.has_cgroupid && unified &&
+			    proc_pidfd_info(pidfd, &again) == 0 && again.has_cgroupid && again.cgroupid == info.cgroupid)
+				cg_remember(t, info.cgroupid, cgroup, (size_t)n);
+		}
 	}
+	if (pidfd >= 0)
+		close(pidfd);
 	return true;
 }
 
@@ -474,10 +582,21 @@ void ptable_free(struct pw_ptable *t)
 {
 	if (!t)
 		return;
+	for (size_t i = 0; i < CG_SLOTS; i++)
+		free(t->cg[i].path);
 	for (size_t b = 0; b < NBUCKETS; b++)
 		for (struct pw_proc *p = t->bucket[b], *next; p; p = next) {
 			next = p->next;
 			entry_free(p);
 		}
 	free(t);
+}
+
+void ptable_exe_hint(struct pw_ptable *t, pid_t tgid, const char *exe)
+{
+	size_t n = strlen(exe);
+	if (n >= sizeof t->hint_exe)
+		return;
+	memcpy(t->hint_exe, exe, n + 1);
+	t->hint_tgid = tgid;
 }

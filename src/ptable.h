@@ -78,6 +78,10 @@ void ptable_free(struct pw_ptable *t);
  * stale: an exec known to be followed by another of the same process
  * (/proc already shows the later program): its context stays unknown. */
 void ptable_apply(struct pw_ptable *t, const struct pw_event *ev, struct pw_ctx *ctx, bool stale);
+/* The exe of tgid, read already by the exec hot path (engine_prekill): the
+ * next exec capture of tgid takes it instead of reading /proc/PID/exe, which
+ * a process killed meanwhile no longer has. tgid 0 forgets the hint. */
+void ptable_exe_hint(struct pw_ptable *t, pid_t tgid, const char *exe);
 /* For an exec event: read the rest of the context (ids, cgroup) after the
  * fast rules ran; ctx (may be NULL) is updated to match. */
 void ptable_complete(struct pw_ptable *t, const struct pw_event *ev, struct pw_ctx *ctx);

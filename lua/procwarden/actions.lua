@@ -43,6 +43,7 @@ function M.protect(globs)
     M.protected[#M.protected + 1] = match.compile(g)
     M.protected_globs[#M.protected_globs + 1] = g
   end
+  if host.prekill_off then host.prekill_off() end -- C must not signal what is protected now
   return true
 end
 
@@ -152,7 +153,8 @@ function M.make(state)
     end
     local n = check_sig(sig, 9, 2)
     if state.loading and (target == nil or type(target) ~= "table") then
-      return rules.action("kill", "effect", function(e, r) return do_kill(e, n, opts, state, e, "kill", r) end)
+      return rules.action("kill", "effect", function(e, r) return do_kill(e, n, opts, state, e, "kill", r) end,
+        { signal = n })
     end
     if target == nil then error("kill: no target: pass the event, a process or a pid", 2) end
     return do_kill(target, n, opts, state, type(target) == "table" and target or nil, "kill")
@@ -162,7 +164,8 @@ function M.make(state)
     local n = check_sig(sig, nil, 2)
     if n == nil then error("signal: needs a signal", 2) end
     if state.loading and target == nil then
-      return rules.action("signal", "effect", function(e, r) return do_kill(e, n, nil, state, e, "signal", r) end)
+      return rules.action("signal", "effect", function(e, r) return do_kill(e, n, nil, state, e, "signal", r) end,
+        { signal = n })
     end
     if target == nil then error("signal: no target: pass the event, a process or a pid", 2) end
     return do_kill(target, n, nil, state, type(target) == "table" and target or nil, "signal")
@@ -170,7 +173,8 @@ function M.make(state)
 
   function api.stop(target)
     if state.loading and target == nil then
-      return rules.action("stop", "effect", function(e, r) return do_kill(e, 19, nil, state, e, "signal", r) end)
+      return rules.action("stop", "effect", function(e, r) return do_kill(e, 19, nil, state, e, "signal", r) end,
+        { signal = 19 })
     end
     if target == nil then error("stop: no target: pass the event, a process or a pid", 2) end
     return do_kill(target, 19, nil, state, type(target) == "table" and target or nil, "signal")

@@ -28,6 +28,9 @@ M.fast_handlers = { exec = {} }
 -- their kill after exec is for the execs fanotify did not see).
 M.predecided_handlers = { exec = {} }
 M.predecided_fast_handlers = { exec = {} }
+-- Fast rules whose signal C sends on its own (rules.lua r.prekill), as
+-- decision.c programs: { name, enabled, plan, signal }.
+M.prekill_rules = {}
 M.types = {}
 M.type_set = {}
 for _, t in ipairs(core.event_types) do
@@ -224,6 +227,10 @@ function api.rule(spec)
     M.decision_rules[#M.decision_rules + 1] = r
     host.want("exec", nil, r.uses_sha256 and "deny+sha256" or "deny")
   end
+  if r.prekill then
+    M.prekill_rules[#M.prekill_rules + 1] =
+      { name = r.name, enabled = r.enabled, needs_lua = false, plan = r.prekill.plan, signal = r.prekill.signal }
+  end
   local full, fast = fire(r)
   for _, t in ipairs(r.types) do
     add_handler(t, { fn = full, name = r.name, type = t, rule = r, failures = 0, in_a_row = 0 })
@@ -238,6 +245,13 @@ function api.rule(spec)
       host.want(t, true)
     end
   end
+end
+
+-- The rules C may signal for (engine.c, after loading): none in a dry run
+-- or once protect{} holds globs (is_protected is Lua's to judge).
+function M.prekill_program()
+  if M.state.dry_run or #actions.protected > 0 then return {} end
+  return M.prekill_rules
 end
 
 -- A pre-exec decision (engine.c, called from the loop for each fanotify

@@ -23,6 +23,9 @@ for _, f in ipairs { "type", "pid", "tgid", "thread", "cpu", "ktime_ns", "seq", 
   M.FAST_FIELDS[f] = true
 end
 
+-- Fields a signal can be decided on in C at an exec event (the exe is read first).
+M.PREKILL_FIELDS = { exe = true, pid = true, tgid = true }
+
 local actions = setmetatable({}, { __mode = "k" }) -- the action values made here
 -- An action value: run(e, rule) -> true | nil, message. phase "effect"
 -- (kill, exec, deny: run first) or "output" (log, alert: run after, with
@@ -218,6 +221,24 @@ function M.compile(spec, known_types, level)
   local effect = false
   for _, a in ipairs(r.actions) do effect = effect or a.phase == "effect" end
   r.fast = fast and effect
+
+  -- A fast rule whose one effect is a signal and whose entries are plain
+  -- matchers on exe (or pid): engine.c sends that signal from C as soon as
+  -- exe is read (src/decision.c), before any Lua runs; the rule's own kill
+  -- then reports that result (api.c). Throttled rules stay in Lua.
+  if r.fast and not r.deny and spec.throttle == nil then
+    local sig, effects = nil, 0
+    for _, a in ipairs(r.actions) do
+      if a.phase == "effect" then effects, sig = effects + 1, a.signal end
+    end
+    local plan = {}
+    for _, k in ipairs(r.fields or {}) do
+      local desc = M.PREKILL_FIELDS[k] and match.describe(spec.match[k])
+      if not desc then plan = nil break end
+      plan[#plan + 1] = { field = k, test = desc }
+    end
+    if effects == 1 and sig and plan then r.prekill = { plan = plan, signal = sig } end
+  end
   return r
 end
 

@@ -105,6 +105,8 @@ rule { name = "forbidden", on = "exec", match = { exe = %q }, action = { kill(),
     assert.are.equal(0, d:stop(10 * SLOW), d:err())
     local st = assert(d:stats(), "no --stats:\n" .. d:err())
     assert.is_true(st.signals_sent >= KILLS, "signals_sent " .. st.signals_sent)
+    -- an exe glob and kill() alone: sent from C at the exec event, reported once by the rule
+    assert.are.equal(KILLS, st.signals_hot_path, "signals_hot_path " .. tostring(st.signals_hot_path))
     assert.are.equal(KILLS, #lines_matching(d:out(), '"kind":"action".*"msg":"killed pid %d+ %(' .. lit(victim)
       .. '%) with SIGKILL'))
     assert.are.equal(KILLS, #lines_matching(d:out(), '"kind":"alert".*"msg":"forbidden %d+ %[killed%]"'))
