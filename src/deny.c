@@ -312,8 +312,6 @@ bool deny_exec_seen(struct pw_deny *d, pid_t pid, const char *exe)
 	snprintf(path, sizeof path, "/proc/%d/exe", (int)pid);
 	struct stat sb; /* outside the lock: the responder never waits on our syscalls */
 	bool have_stat = stat(path, &sb) == 0;
-	if (!have_stat && !exe)
-		return false;
 	uint64_t h = exe ? path_hash(exe) : 0;
 	bool known = !have_stat, decided = false;
 	pthread_mutex_lock(&d->mu);
@@ -326,8 +324,10 @@ bool deny_exec_seen(struct pw_deny *d, pid_t pid, const char *exe)
 		if (r->pid != pid)
 			continue;
 		/* the same file; or, the process being gone already (its exe
-		 * unreadable), the same path as captured at the exec event */
-		decided = have_stat ? r->dev == sb.st_dev && r->ino == sb.st_ino : r->path_hash == h;
+		 * unreadable), the same path as captured at the exec event; or,
+		 * nothing captured either, its pid alone: a process gone already
+		 * leaves no kill after exec to make */
+		decided = have_stat ? r->dev == sb.st_dev && r->ino == sb.st_ino : !exe || r->path_hash == h;
 		if (decided)
 			r->pid = 0; /* one exec event per decision */
 	}

@@ -78,7 +78,8 @@ void deny_set_need_sha256(struct pw_deny *d, bool need);
 void deny_set_program(struct pw_deny *d, struct pw_dprog *prog);
 /* On an exec event: was this exec (pid, and the file it runs: its device
  * and inode, or, the process being gone already, exe, the path captured at
- * the event) decided in time before it ran? Then the deny rules need not
+ * the event, or with nothing captured the pid alone) decided in time before
+ * it ran? Then the deny rules need not
  * act on it again (no kill after exec). Also makes sure the filesystem of pid's executable is marked
  * (an exec seen from an unmarked filesystem, in any mount namespace, is
  * marked for next time). */
