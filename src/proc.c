@@ -1,6 +1,9 @@
-/* proc.c: bounded readers of /proc/PID files (exe, cmdline, status, stat).
- * Each read is one open + at most cap bytes: nothing here can block the loop
- * for long or grow with what a process chooses to put in its argv. */
+/* proc.c: bounded readers of /proc/PID files (exe, cmdline, status, stat,
+ * cgroup), and PIDFD_GET_INFO, which tells ids and the cgroup v2 id without
+ * a file. Each read is one open + at most cap bytes: nothing here can block
+ * the loop for long or grow with what a process chooses to put in its argv.
+ * They run for every exec, so paths and numbers are formatted and parsed by
+ * hand (snprintf, sscanf and strtol were most of their user time). */
 #include "proc.h"
 
 #include <errno.h>

@@ -1,4 +1,4 @@
-/* proc.h: bounded readers of /proc/PID files. */
+/* proc.h: bounded readers of /proc/PID files, and of a pidfd's info. */
 #ifndef PW_PROC_H
 #define PW_PROC_H
 

@@ -16,7 +16,7 @@
 #include "proc.h"
 
 #define NBUCKETS 16384 /* power of two */
-#define CG_SLOTS 64     /* cgroup paths remembered by cgroup v2 id (power of two) */
+#define CG_SLOTS 256    /* cgroup paths remembered by cgroup v2 id (power of two) */
 
 /* A cgroup v2 id and its path as /proc/PID/cgroup shows it to us. v2 ids
  * are never reused and v2 cgroups cannot be renamed, so the pair holds for
