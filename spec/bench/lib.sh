@@ -1,5 +1,6 @@
 # spec/bench/lib.sh: shared by the benchmark scripts (POSIX sh, sourced).
 # Environment: PW_BUILD (default build), BENCH_QUICK=1 for a short run.
+# The sourcing script sets BENCH_SRC (the spec/bench directory) first.
 
 PW_BUILD=${PW_BUILD:-build}
 PW_BUILD=$(cd "$PW_BUILD" 2>/dev/null && pwd) || { echo "bench: no build directory (make all first)" >&2; exit 1; }
@@ -53,18 +54,56 @@ bench_tmp() {
 	chmod 0755 "$BENCH_TMP"
 }
 
-# bench_cc NAME SRC... [-lLIB]: compile a helper into $BENCH_BIN/NAME.
+# bench_cc NAME SRC... [-lLIB]: compile a helper into $BENCH_BIN/NAME, with
+# spec/bench/common/ on the include path (its .c files go in SRC...).
 bench_try_cc() {
 	_name=$1
 	shift
 	mkdir -p "$BENCH_BIN"
-	$CC -O2 -g -std=gnu11 -Wall -Wextra -o "$BENCH_BIN/$_name" "$@"
+	$CC -O2 -g -std=gnu11 -Wall -Wextra -I"$BENCH_SRC/common" -o "$BENCH_BIN/$_name" "$@"
 }
 bench_cc() { bench_try_cc "$@" || die "compiling $1 failed"; }
 
 # CPU time of a process, all its threads, in ns (schedstat: sum_exec_runtime).
 cpu_ns() {
 	cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f\n", s }'
+}
+
+# settle PID: wait until PID's CPU time stops growing (less than 2 ms in
+# 0.2 s: start-up scan done, backlog drained), 5 s at most.
+settle() {
+	_prev=$(cpu_ns "$1")
+	_i=0
+	while [ $_i -lt 25 ]; do
+		sleep 0.2
+		_c=$(cpu_ns "$1")
+		[ $((_c - _prev)) -lt 2000000 ] && return 0
+		_prev=$_c
+		_i=$((_i + 1))
+	done
+}
+
+# procwarden --stats: each SIGUSR1 prints a "procwarden stats:" block of
+# "name value" counter lines to its stderr.
+# pw_blocks FILE: how many blocks FILE holds.
+pw_blocks() { grep -c '^procwarden stats:' "$1" 2>/dev/null || true; }
+# pw_counter FILE K NAME: counter NAME of FILE's K-th block (K = last: the last one).
+pw_counter() {
+	awk -v k="$2" -v name="$3" '/^procwarden stats:/ { b++ } (k == "last" || b == k) && $1 == name { v = $2 } END { print v }' "$1"
+}
+# snapshot PID FILE K [BLOCKS [TRIES]]: SIGUSR1 to PID, then wait until
+# `BLOCKS FILE` (default pw_blocks) counts K blocks, TRIES x 0.05 s at most
+# (default 200: 10 s). Fails at once if PID is gone.
+snapshot() {
+	kill -USR1 "$1" 2>/dev/null || return 1
+	_i=0
+	while [ $_i -lt "${5:-200}" ]; do
+		_b=$("${4:-pw_blocks}" "$2")
+		[ "${_b:-0}" -ge "$3" ] && return 0
+		sleep 0.05
+		_i=$((_i + 1))
+	done
+	return 1
 }
 
 # pct FILE P: the P-th percentile (nearest rank) of the numbers in FILE.

@@ -37,37 +37,6 @@ RULES=$BENCH_TMP/deny10.lua
 cp "${EXEC_RULES:-$BENCH_SRC/exec_cost/rules.lua}" "$RULES" && chmod 600 "$RULES" || die "cannot copy the rules"
 "$PW" --check "$RULES" >/dev/null 2>"$BENCH_TMP/check.err" || die "procwarden --check rejects the rules: $(cat "$BENCH_TMP/check.err")"
 
-# The k-th "procwarden stats:" block's counter NAME in FILE (k = last: the last one).
-pw_counter() {
-	awk -v k="$2" -v name="$3" '/^procwarden stats:/ { b++ } (k == "last" || b == k) && $1 == name { v = $2 } END { print v }' "$1"
-}
-pw_blocks() { grep -c '^procwarden stats:' "$1" 2>/dev/null || true; }
-
-# Ask PID for a counter snapshot and wait until block K is out (its loop runs).
-snapshot() { # PID FILE K
-	kill -USR1 "$1" 2>/dev/null || return 1
-	_i=0
-	while [ $_i -lt 200 ]; do
-		[ "$(pw_blocks "$2")" -ge "$3" ] && return 0
-		sleep 0.05
-		_i=$((_i + 1))
-	done
-	return 1
-}
-
-# Wait until PID's CPU time stops growing (start-up scan done), 5 s at most.
-settle() {
-	_prev=$(cpu_ns "$1")
-	_i=0
-	while [ $_i -lt 25 ]; do
-		sleep 0.2
-		_c=$(cpu_ns "$1")
-		[ $((_c - _prev)) -lt 2000000 ] && return 0
-		_prev=$_c
-		_i=$((_i + 1))
-	done
-}
-
 fanotify_fds() {
 	for _f in /proc/"$1"/fd/*; do readlink "$_f" 2>/dev/null; done | grep -c 'anon_inode:\[fanotify\]'
 }

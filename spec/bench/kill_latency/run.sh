@@ -25,7 +25,7 @@ RT_PRIO=10
 
 bench_cc hog "$BENCH_SRC/common/hog.c"
 bench_cc victim "$BENCH_SRC/kill_latency/victim.c"
-bench_cc kill_driver "$BENCH_SRC/kill_latency/driver.c"
+bench_cc kill_driver "$BENCH_SRC/kill_latency/driver.c" "$BENCH_SRC/common/victim_wait.c"
 bench_cc minlisten "$BENCH_SRC/common/minlisten.c"
 bench_tmp
 VICTIM=$BENCH_TMP/victim

@@ -33,33 +33,6 @@ done
 
 # utime + stime of PID, in clock ticks (fields 14 and 15 of /proc/PID/stat).
 cpu_ticks() { sed 's/.*) //' /proc/"$1"/stat 2>/dev/null | awk '{ print $12 + $13 }'; }
-# k-th "procwarden stats:" block's counter NAME in FILE.
-pw_counter() {
-	awk -v k="$2" -v name="$3" '/^procwarden stats:/ { b++ } b == k && $1 == name { print $2; exit }' "$1"
-}
-pw_blocks() { grep -c '^procwarden stats:' "$1" 2>/dev/null || true; }
-snapshot() { # PID FILE K: SIGUSR1, and wait until block K is out
-	kill -USR1 "$1" 2>/dev/null || return 1
-	_i=0
-	while [ $_i -lt 200 ]; do
-		[ "$(pw_blocks "$2")" -ge "$3" ] && return 0
-		sleep 0.05
-		_i=$((_i + 1))
-	done
-	return 1
-}
-# Wait until PID's CPU time stops growing (start-up scan done, backlog drained), 5 s at most.
-settle() {
-	_prev=$(cpu_ns "$1")
-	_i=0
-	while [ $_i -lt 25 ]; do
-		sleep 0.2
-		_c=$(cpu_ns "$1")
-		[ $((_c - _prev)) -lt 2000000 ] && return 0
-		_prev=$_c
-		_i=$((_i + 1))
-	done
-}
 now_ms() { awk '{ printf "%.0f\n", $1 * 1000 }' /proc/uptime; }
 
 # run_one ROUND X: one storm against rules X; appends "ticks lua_events events_exec ms" to $BENCH_TMP/X.sum

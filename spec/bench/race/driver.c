@@ -21,26 +21,14 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
-#ifndef SYS_pidfd_open
-#define SYS_pidfd_open 434
-#endif
+#include "victim_wait.h"
 
 extern char **environ;
-
-struct outcome {
-	pid_t pid;
-	int killed, marker, timeout, err;
-};
 
 static int run_one(const char *victim, const char *marker, int timeout_ms, struct outcome *o)
 {
@@ -61,8 +49,6 @@ static int run_one(const char *victim, const char *marker, int timeout_ms, struc
 		_exit(127);
 	}
 	close(p[1]);
-	o->pid = pid;
-	o->timeout = 0;
 	o->err = 0;
 	int e;
 	ssize_t n;
@@ -71,32 +57,8 @@ static int run_one(const char *victim, const char *marker, int timeout_ms, struc
 	close(p[0]);
 	if (n == (ssize_t)sizeof e)
 		o->err = e;
-	int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
-	if (pfd >= 0) {
-		struct pollfd pp = {.fd = pfd, .events = POLLIN};
-		int r;
-		while ((r = poll(&pp, 1, timeout_ms)) < 0 && errno == EINTR)
-			;
-		if (r == 0) {
-			o->timeout = 1;
-			kill(pid, SIGTERM);
-		}
-		close(pfd);
-	}
-	int st;
-	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-		;
-	o->killed = WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL;
-	o->marker = access(marker, F_OK) == 0;
-	unlink(marker);
+	victim_wait(pid, marker, timeout_ms, o);
 	return 0;
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 int main(int argc, char **argv)

@@ -27,7 +27,7 @@ RT_PRIO=10
 VICTIMS="dynamic static raw"
 
 bench_cc hog "$BENCH_SRC/common/hog.c"
-bench_cc race_driver "$BENCH_SRC/race/driver.c"
+bench_cc race_driver "$BENCH_SRC/race/driver.c" "$BENCH_SRC/common/victim_wait.c"
 bench_cc race_victim_dynamic "$BENCH_SRC/race/victim.c"
 bench_cc race_victim_static -static "$BENCH_SRC/race/victim.c"
 $CC -nostdlib -static -no-pie -o "$BENCH_BIN/race_victim_raw" "$BENCH_SRC/race/raw.S" || die "compiling raw.S failed"

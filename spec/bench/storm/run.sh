@@ -40,42 +40,14 @@ if [ -z "$FORKSTAT" ] && [ "${BENCH_INSTALL:-1}" = 1 ] && [ "$(id -u)" = 0 ]; th
 fi
 [ -n "$FORKSTAT" ] || echo "storm: forkstat unavailable: its row is skipped"
 
-# k-th "procwarden stats:" block's counter NAME in FILE.
-pw_counter() {
-	awk -v k="$2" -v name="$3" '/^procwarden stats:/ { b++ } b == k && $1 == name { print $2; exit }' "$1"
-}
-pw_blocks() { grep -c '^procwarden stats:' "$1" 2>/dev/null || true; }
-# k-th "minlisten usr1:" line's counter NAME in FILE.
+# k-th "minlisten usr1:" line's counter NAME in FILE (procwarden's: pw_counter, lib.sh).
 ml_counter() {
 	awk -v k="$2" -v name="$3" '/^minlisten usr1:/ { b++; if (b == k) { for (i = 3; i <= NF; i++) { split($i, kv, "="); if (kv[1] == name) print kv[2] } exit } }' "$1"
 }
 ml_blocks() { grep -c '^minlisten usr1:' "$1" 2>/dev/null || true; }
-
-# Ask PID for a counter snapshot (SIGUSR1) and wait until block number K is out.
-snapshot() { # PID FILE K KIND
-	kill -USR1 "$1"
-	_i=0
-	while [ $_i -lt 100 ]; do
-		if [ "$4" = pw ]; then _b=$(pw_blocks "$2"); else _b=$(ml_blocks "$2"); fi
-		[ "${_b:-0}" -ge "$3" ] && return 0
-		sleep 0.05
-		_i=$((_i + 1))
-	done
-	return 1
-}
-
-# Wait until PID's CPU time stops growing (the backlog is drained), 5 s at most.
-drain() {
-	_prev=$(cpu_ns "$1")
-	_i=0
-	while [ $_i -lt 25 ]; do
-		sleep 0.2
-		_c=$(cpu_ns "$1")
-		[ $((_c - _prev)) -lt 2000000 ] && return 0
-		_prev=$_c
-		_i=$((_i + 1))
-	done
-}
+# Ask PID for a counter snapshot (SIGUSR1) and wait until block number K is
+# out, 5 s at most; KIND: pw (procwarden) or ml (minlisten).
+storm_snapshot() { snapshot "$1" "$2" "$3" "${4}_blocks" 100; } # PID FILE K KIND
 
 printf '\n== storm: %d-worker thread create/exit storm, %s s, %d round(s), %d cores ==\n' 2 "$STORM_S" "$ROUNDS" "$NPROC"
 "$BENCH_BIN/storm" "$STORM_S" 2 >"$BENCH_TMP/alone.out"
@@ -95,14 +67,14 @@ run_one() {
 		"$PW" --duration $((STORM_S + 60)) --stats -o json --log /dev/null >"$d/out" 2>"$d/err" &
 		lp=$!
 		bg_add $lp
-		wait_usr1_ready $lp && snapshot $lp "$d/err" 1 pw || die "procwarden did not start: $(head -c 400 "$d/err")"
+		wait_usr1_ready $lp && storm_snapshot $lp "$d/err" 1 pw || die "procwarden did not start: $(head -c 400 "$d/err")"
 		;;
 	minimal)
 		"$BENCH_BIN/minlisten" count 2>"$d/err" &
 		lp=$!
 		bg_add $lp
 		wait_for "$d/err" '^ready' 5 || die "minlisten did not start: $(cat "$d/err")"
-		snapshot $lp "$d/err" 1 ml
+		storm_snapshot $lp "$d/err" 1 ml
 		;;
 	forkstat)
 		"$FORKSTAT" >"$d/out" 2>"$d/err" &
@@ -114,17 +86,17 @@ run_one() {
 	sleep 0.5
 	c0=$(cpu_ns $lp)
 	case $who in
-	procwarden) snapshot $lp "$d/err" 2 pw ;;
-	minimal) snapshot $lp "$d/err" 2 ml ;;
+	procwarden) storm_snapshot $lp "$d/err" 2 pw ;;
+	minimal) storm_snapshot $lp "$d/err" 2 ml ;;
 	esac
 	"$BENCH_BIN/storm" "$STORM_S" 2 >"$d/storm.out"
-	drain $lp
+	settle $lp
 	c1=$(cpu_ns $lp)
 	threads=$(sed -n 's/.*threads=\([0-9]*\).*/\1/p' "$d/storm.out")
 	rate=$(sed -n 's/.*rate=\([0-9]*\).*/\1/p' "$d/storm.out")
 	case $who in
 	procwarden)
-		snapshot $lp "$d/err" 3 pw
+		storm_snapshot $lp "$d/err" 3 pw
 		e0=$(pw_counter "$d/err" 2 parsed) e1=$(pw_counter "$d/err" 3 parsed)
 		b0=$(pw_counter "$d/err" 2 enobufs) b1=$(pw_counter "$d/err" 3 enobufs)
 		s0=$(pw_counter "$d/err" 2 lost_by_sequence) s1=$(pw_counter "$d/err" 3 lost_by_sequence)
@@ -132,7 +104,7 @@ run_one() {
 		bg_stop $lp
 		;;
 	minimal)
-		snapshot $lp "$d/err" 3 ml
+		storm_snapshot $lp "$d/err" 3 ml
 		e0=$(ml_counter "$d/err" 2 events) e1=$(ml_counter "$d/err" 3 events)
 		b0=$(ml_counter "$d/err" 2 enobufs) b1=$(ml_counter "$d/err" 3 enobufs)
 		s0=$(ml_counter "$d/err" 2 seq_lost) s1=$(ml_counter "$d/err" 3 seq_lost)
