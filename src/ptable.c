@@ -252,16 +252,16 @@ static void read_status_ids(struct pw_proc *p)
  * while the process is not reaped, so a success also says the stat read
  * before it was this process's (its pid could not be reused meanwhile). The
  * cgroup path is then looked up by id (read from /proc once per cgroup). */
-static bool capture_rest(struct pw_ptable *t, struct pw_proc *p, uint64_t exec_ticks)
+static bool capture_rest(struct pw_ptable *t, struct pw_proc *p, uint64_t exec_ticks, int pinned)
 {
 	struct pw_proc_stat st;
 	p->needs_rest = false;
-	int pidfd = t->pidfd_info >= 0 ? proc_pidfd_open(p->tgid) : -ENOSYS;
+	int pidfd = pinned >= 0 ? pinned : t->pidfd_info >= 0 ? proc_pidfd_open(p->tgid) : -ENOSYS;
 	if (pidfd == -ESRCH)
 		return true; /* reaped: nothing more to read */
 	int r = proc_read_stat(p->tgid, &st);
 	if (r == -ENOENT || r == -ESRCH) {
-		if (pidfd >= 0)
+		if (pidfd >= 0 && pidfd != pinned)
 			close(pidfd);
 		return true;
 	}
@@ -270,7 +270,7 @@ static bool capture_rest(struct pw_ptable *t, struct pw_proc *p, uint64_t exec_t
 		image_unref(p->img);
 		p->img = NULL;
 		t->st.capture_failed++;
-		if (pidfd >= 0)
+		if (pidfd >= 0 && pidfd != pinned)
 			close(pidfd);
 		return false;
 	}
@@ -284,7 +284,7 @@ static bool capture_rest(struct pw_ptable *t, struct pw_proc *p, uint64_t exec_t
 			proc_tty_name(st.tty_nr, p->img->tty, sizeof p->img->tty);
 	}
 	struct pw_pidfd_info info;
-	int ir = pidfd >= 0 ? proc_pidfd_info(pidfd, &info) : pidfd;
+	int ir = t->pidfd_info < 0 ? -ENOTTY : pidfd < 0 ? pidfd : proc_pidfd_info(pidfd, &info);
 	/* ESRCH: reaped, or a process without a visible parent (kthreadd) */
 	bool reaped = ir == -ESRCH && !(have_stat && st.ppid == 0);
 	if (ir == 0) {
@@ -318,7 +318,7 @@ static bool capture_rest(struct pw_ptable *t, struct pw_proc *p, uint64_t exec_t
 				cg_remember(t, info.cgroupid, cgroup, (size_t)n);
 		}
 	}
-	if (pidfd >= 0)
+	if (pidfd >= 0 && pidfd != pinned)
 		close(pidfd);
 	return true;
 }
@@ -326,17 +326,22 @@ static bool capture_rest(struct pw_ptable *t, struct pw_proc *p, uint64_t exec_t
 static void capture(struct pw_ptable *t, struct pw_proc *p)
 {
 	capture_fast(t, p);
-	capture_rest(t, p, 0);
+	capture_rest(t, p, 0, -1);
 }
 
 void ptable_complete(struct pw_ptable *t, const struct pw_event *ev, struct pw_ctx *ctx)
+{
+	ptable_complete_pinned(t, ev, ctx, -1);
+}
+
+void ptable_complete_pinned(struct pw_ptable *t, const struct pw_event *ev, struct pw_ctx *ctx, int pidfd)
 {
 	if (ev->type != PW_EV_EXEC)
 		return;
 	struct pw_proc *p = find(t, ev->tgid);
 	if (!p || !p->needs_rest)
 		return;
-	if (!capture_rest(t, p, proc_ticks_at(ev->ktime_ns))) {
+	if (!capture_rest(t, p, proc_ticks_at(ev->ktime_ns), pidfd)) {
 		if (ctx) { /* the captured image was a later process's */
 			image_unref(ctx->img);
 			ctx->img = NULL;
