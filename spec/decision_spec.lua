@@ -205,3 +205,89 @@ describe("kill rules compiled for the exec hot path (r.prekill)", function()
     assert.is_nil(prekill { name = "uid", match = { exe = "/x", uid = 0 }, action = { kill_action() } })
   end)
 end)
+
+describe("what C cannot know, Lua decides", function()
+  local p = program {
+    deny_rule { name = "svc", match = { uid = 54321 } },
+    deny_rule { name = "dropper", match = { ["parent.exe"] = not_("/usr/*") } },
+  }
+  it("an unknown caller fact hands the request to Lua", function()
+    assert.same("lua", (core.decide(p, { uid = false }))) -- the caller's ids could not be read
+    assert.same("lua", (core.decide(p, { uid = 0, ["parent.exe"] = false }))) -- not_ of no parent
+    assert.same("allow", (core.decide(p, { uid = 0, ["parent.exe"] = "/usr/bin/bash" })))
+    assert.same({ "deny", "dropper" }, { core.decide(p, { uid = 0, ["parent.exe"] = "/tmp/x" }) })
+  end)
+
+  it("an unknown fact of a rule that failed already costs nothing", function()
+    local q = program { deny_rule { name = "r", match = { exe = "/tmp/*", uid = 0 } } }
+    assert.same("allow", (core.decide(q, { exe = "/usr/bin/true", uid = false })))
+  end)
+
+  it("tgid and parent.pid are pid and ppid", function()
+    local q = program {
+      deny_rule { name = "t", match = { tgid = 42 } },
+      deny_rule { name = "pp", match = { ["parent.pid"] = 7 } },
+    }
+    assert.same({ "deny", "t" }, { core.decide(q, { pid = 42 }) })
+    assert.same({ "deny", "pp" }, { core.decide(q, { pid = 1, ppid = 7 }) })
+  end)
+
+  it("a set stops at its first hole, as ipairs does", function()
+    local q = { { name = "h", enabled = true, plan = { { field = "exe",
+      test = { k = "set", list = { "/a", nil, "/b" } } } } } }
+    assert.same("deny", (core.decide(q, { exe = "/a" })))
+    assert.same("allow", (core.decide(q, { exe = "/b" })))
+  end)
+
+  it("refuses a description nested past its bound, without overflowing the stack", function()
+    local t = { k = "eq", s = "/x" }
+    for _ = 1, 40 do t = { k = "not", subs = { t } } end
+    local q = { { name = "deep", enabled = true, plan = { { field = "exe", test = t } } } }
+    assert.has_error(function() core.decide(q, {}) end)
+    local co = coroutine.wrap(function() return pcall(core.decide, q, {}) end)
+    assert.is_false((co()))
+  end)
+end)
+
+describe("the exec hot path's kill program (init.lua prekill_program)", function()
+  local testing = require "procwarden.testing"
+  local function load(src)
+    return testing.load_string(src, "prekill")._runtime
+  end
+
+  it("holds the kill rules C may signal for, in order", function()
+    local rt = load [[
+rule { name = "a", on = "exec", match = { exe = "/tmp/a" }, action = { kill() } }
+rule { name = "b", on = "exec", match = { exe = "/tmp/b" }, action = { stop(), alert "stopped {pid}" } }
+]]
+    local names = {}
+    for i, r in ipairs(rt.prekill_program()) do names[i] = r.name .. ":" .. r.signal end
+    assert.same({ "a:9", "b:19" }, names)
+  end)
+
+  it("stops at the first fast effect it cannot judge, so signals keep the rules' order", function()
+    local rt = load [[
+rule { name = "a", on = "exec", match = { exe = "/tmp/a" }, action = { kill() } }
+rule { name = "cont", on = "exec", match = { exe = "/tmp/*" }, action = { signal "CONT" },
+  throttle = { count = 1, per = 60 } }
+rule { name = "b", on = "exec", match = { exe = "/tmp/b" }, action = { stop() } }
+]]
+    local names = {}
+    for i, r in ipairs(rt.prekill_program()) do names[i] = r.name end
+    assert.same({ "a" }, names)
+  end)
+
+  it("is empty in a dry run and under protect{}", function()
+    local rt = load [[
+rule { name = "a", on = "exec", match = { exe = "/tmp/a" }, action = { kill() } }
+]]
+    assert.are.equal(1, #rt.prekill_program())
+    rt.state.dry_run = true
+    assert.same({}, rt.prekill_program())
+    rt = load [[
+protect { "/usr/sbin/sshd" }
+rule { name = "a", on = "exec", match = { exe = "/tmp/a" }, action = { kill() } }
+]]
+    assert.same({}, rt.prekill_program())
+  end)
+end)

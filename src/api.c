@@ -48,20 +48,22 @@ static struct {
 	/* api_presignal's signal, sent already: the rule's own send reports it */
 	int presig, pre_err;
 	uint64_t pre_sent_ns;
+	char pre_rule[128];
 } batch_fds[BATCH_PIDFDS];
 static int nbatch_fds;
 
-void api_pidfd_add(pid_t tgid, int fd, uint64_t start_time)
+bool api_pidfd_add(pid_t tgid, int fd, uint64_t start_time)
 {
 	if (nbatch_fds == BATCH_PIDFDS) {
 		close(fd);
-		return;
+		return false;
 	}
 	batch_fds[nbatch_fds].tgid = tgid;
 	batch_fds[nbatch_fds].fd = fd;
 	batch_fds[nbatch_fds].start_time = start_time;
 	batch_fds[nbatch_fds].presig = 0;
 	nbatch_fds++;
+	return true;
 }
 
 void api_pidfd_set_start(pid_t tgid, uint64_t start_time)
@@ -75,8 +77,14 @@ void api_pidfd_set_start(pid_t tgid, uint64_t start_time)
 
 void api_pidfds_clear(void)
 {
-	for (int i = 0; i < nbatch_fds; i++)
+	for (int i = 0; i < nbatch_fds; i++) {
+		if (batch_fds[i].presig > 0) { /* sent from C, never reported by its rule */
+			st.signals_unreported++;
+			pw_log(PW_LOG_WARNING, "signal %d sent to pid %d by rule %s at its exec was not reported by the rule",
+			       batch_fds[i].presig, (int)batch_fds[i].tgid, batch_fds[i].pre_rule);
+		}
 		close(batch_fds[i].fd);
+	}
 	nbatch_fds = 0;
 }
 
@@ -94,7 +102,7 @@ static const char *signal_error(int e)
 	return e == ESRCH ? "no such process (exited)" : strerror(e);
 }
 
-int api_presignal(pid_t tgid, int sig)
+int api_presignal(pid_t tgid, int sig, const char *rule)
 {
 	int i = batch_entry(tgid, 0);
 	if (i < 0 || tgid <= 1 || tgid == getpid() || batch_fds[i].presig)
@@ -103,6 +111,7 @@ int api_presignal(pid_t tgid, int sig)
 	batch_fds[i].pre_sent_ns = pw_mono_ns();
 	batch_fds[i].pre_err = r == 0 ? 0 : errno;
 	batch_fds[i].presig = sig;
+	snprintf(batch_fds[i].pre_rule, sizeof batch_fds[i].pre_rule, "%s", rule);
 	if (r == 0) {
 		st.signals_sent++;
 		st.signals_hot_path++;
@@ -117,7 +126,8 @@ void api_count_refusal(void)
 	st.signals_refused++;
 }
 
-int api_signal(pid_t pid, uint64_t start_time, bool approx, int sig, const char **why, uint64_t *sent_ns)
+int api_signal(pid_t pid, uint64_t start_time, bool approx, int sig, const char *rule, const char **why,
+	       uint64_t *sent_ns)
 {
 	*why = NULL;
 	if (pid <= 1) {
@@ -131,7 +141,8 @@ int api_signal(pid_t pid, uint64_t start_time, bool approx, int sig, const char 
 		return -EPERM;
 	}
 	int i = batch_entry(pid, approx ? 0 : start_time);
-	if (i >= 0 && batch_fds[i].presig == sig) { /* sent already from C (api_presignal) */
+	if (i >= 0 && batch_fds[i].presig == sig && rule && strcmp(rule, batch_fds[i].pre_rule) == 0) {
+		/* this rule's signal, sent already from C (api_presignal) */
 		batch_fds[i].presig = -1; /* reported once */
 		if (sent_ns)
 			*sent_ns = batch_fds[i].pre_sent_ns;

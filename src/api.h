@@ -16,6 +16,7 @@
 struct pw_api_stats {
 	uint64_t signals_sent, signals_refused, signals_failed;
 	uint64_t signals_hot_path; /* of signals_sent: sent from C at the exec event (api_presignal) */
+	uint64_t signals_unreported; /* of those, never reported by their rule (logged) */
 	uint64_t execs_started, execs_queued, execs_refused, exec_timeouts, exec_failed;
 };
 
@@ -25,22 +26,23 @@ struct pw_api_stats {
  * procwarden itself and kernel threads. Returns 0, or -errno with *why set
  * to a short reason ("refused: kernel thread", "process changed (pid
  * reused)", strerror ...). *sent_ns: CLOCK_MONOTONIC just after sending. */
-int api_signal(pid_t pid, uint64_t start_time, bool approx, int sig, const char **why, uint64_t *sent_ns);
+int api_signal(pid_t pid, uint64_t start_time, bool approx, int sig, const char *rule, const char **why,
+	       uint64_t *sent_ns);
 /* A refusal decided elsewhere (protect{}): counted with the others. */
 void api_count_refusal(void);
 
 /* Pidfds opened when a batch's exec events arrived: a kill of one of those
  * processes during the batch uses its pidfd directly (identity pinned at
  * the event, no /proc read on the hot path). Closed by api_pidfds_clear. */
-void api_pidfd_add(pid_t tgid, int fd, uint64_t start_time);
+bool api_pidfd_add(pid_t tgid, int fd, uint64_t start_time);
 /* The start time of tgid's batch pidfd, once the process table has it. */
 void api_pidfd_set_start(pid_t tgid, uint64_t start_time);
 void api_pidfds_clear(void);
 /* The hot path from C: signal an exec's process through its batch pidfd at
- * once, before any Lua runs (engine_prekill). The rule's own api_signal of
+ * once, before any Lua runs (engine_prekill). The same rule's api_signal of
  * the same signal then returns this result instead of sending again.
  * 0, -errno, or -1 when the process is not pinned in this batch. */
-int api_presignal(pid_t tgid, int sig);
+int api_presignal(pid_t tgid, int sig, const char *rule);
 
 struct pw_exec_req {
 	char **argv;      /* argv[0] is an absolute path; NULL-terminated */

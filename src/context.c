@@ -46,6 +46,15 @@ static void set_int(lua_State *L, const char *k, lua_Integer v)
 	lua_rawset(L, -3);
 }
 
+/* Does the table at -1 hold k already (raw)? Stack: [-0, +0] */
+static bool has_field(lua_State *L, const char *k)
+{
+	lua_pushstring(L, k);
+	bool has = lua_rawget(L, -2) != LUA_TNIL;
+	lua_pop(L, 1);
+	return has;
+}
+
 static void set_str(lua_State *L, const char *k, const char *v)
 {
 	if (v && *v) {
@@ -98,7 +107,10 @@ int ctx_fill(lua_State *L)
 			lua_rawset(L, -3);
 		}
 	}
-	if (c->ppid)
+	/* A decision's ids and ppid as the responder read them stay: the rules
+	 * judge what the C matchers judged (engine.c push_decision). */
+	bool ids_given = decision && has_field(L, "uid");
+	if (c->ppid && !(decision && has_field(L, "ppid")))
 		set_int(L, "ppid", c->ppid);
 	if (c->pgid)
 		set_int(L, "pgid", c->pgid);
@@ -108,7 +120,7 @@ int ctx_fill(lua_State *L)
 		set_int(L, "start_time", (lua_Integer)c->start_time);
 	else if (c->start_est) /* known from the fork event's time, to a tick */
 		set_int(L, "_start_est", (lua_Integer)c->start_est);
-	if (c->creds_known) {
+	if (c->creds_known && !ids_given) {
 		set_int(L, "uid", c->ruid);
 		set_int(L, "euid", c->euid);
 		set_int(L, "gid", c->rgid);

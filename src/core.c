@@ -297,7 +297,8 @@ static int core_parse_record(lua_State *L)
 
 /* core.decide(rules, facts) -> "allow" | "deny", rule | "lua": a compiled
  * decision program (decision.c) run on facts given as a table keyed by match
- * key ("exe", "parent.exe" ...), for the specs to hold C to Lua's meaning.
+ * key ("exe", "parent.exe" ...; false: unknown), for the specs to hold C to
+ * Lua's meaning.
  * rules: as engine.c hands them over (name, enabled, needs_lua, plan). */
 static void table_fact(void *arg, enum pw_dfield f, struct pw_dvalue *v)
 {
@@ -310,6 +311,8 @@ static void table_fact(void *arg, enum pw_dfield f, struct pw_dvalue *v)
 		*v = (struct pw_dvalue){.type = PW_DV_STR, .s = lua_tostring(L, -1)};
 	else if (t == LUA_TNUMBER && lua_isinteger(L, -1))
 		*v = (struct pw_dvalue){.type = PW_DV_INT, .i = lua_tointeger(L, -1)};
+	else if (t == LUA_TBOOLEAN && !lua_toboolean(L, -1))
+		*v = (struct pw_dvalue){.type = PW_DV_UNKNOWN}; /* false: a fact C could not read */
 }
 
 static int core_decide(lua_State *L)

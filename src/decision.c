@@ -177,6 +177,10 @@ static char *dup_lua_string(lua_State *L, int idx, size_t *len)
 static int test_build(lua_State *L, struct dtest *t, char *err, size_t errlen, int depth)
 {
 	memset(t, 0, sizeof *t);
+	if (!lua_checkstack(L, 4)) {
+		snprintf(err, errlen, "test description too deeply nested");
+		return -1;
+	}
 	if (depth > 32 || !lua_istable(L, -1) || lua_getfield(L, -1, "k") != LUA_TSTRING) {
 		lua_pop(L, depth > 32 || !lua_istable(L, -1) ? 0 : 1);
 		snprintf(err, errlen, "malformed test description");
@@ -214,7 +218,10 @@ static int test_build(lua_State *L, struct dtest *t, char *err, size_t errlen, i
 			t->strs = calloc((size_t)n + 1, sizeof *t->strs);
 			t->nums = calloc((size_t)n + 1, sizeof *t->nums);
 			for (int i = 1; i <= n && rc == 0 && t->strs && t->nums; i++) {
-				lua_rawgeti(L, -1, i);
+				if (lua_rawgeti(L, -1, i) == LUA_TNIL) { /* ipairs stops here, as Lua's set does */
+					lua_pop(L, 1);
+					break;
+				}
 				if (lua_type(L, -1) == LUA_TSTRING) {
 					size_t len;
 					char *s = dup_lua_string(L, -1, &len);
@@ -288,6 +295,10 @@ static void rule_free(struct drule *r)
 static int rule_build(lua_State *L, struct drule *r, bool *sha256, char *err, size_t errlen)
 {
 	memset(r, 0, sizeof *r);
+	if (!lua_checkstack(L, 6)) {
+		snprintf(err, errlen, "out of Lua stack");
+		return -1;
+	}
 	lua_getfield(L, -1, "name");
 	r->name = lua_type(L, -1) == LUA_TSTRING ? strdup(lua_tostring(L, -1)) : NULL;
 	lua_pop(L, 1);
@@ -416,6 +427,8 @@ enum pw_dverdict dprog_decide(const struct pw_dprog *p, pw_dfacts_fn facts, void
 				facts(arg, f, &memo[f]);
 				asked[f] = true;
 			}
+			if (memo[f].type == PW_DV_UNKNOWN)
+				return PW_DV_NEEDS_LUA; /* Lua reads it its own way */
 			holds = test_holds(&r->entries[j].test, &memo[f]);
 		}
 		if (!holds)

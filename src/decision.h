@@ -30,9 +30,10 @@ enum pw_dfield {
 	PW_DF_COUNT
 };
 
-/* One fact: absent (nil in Lua), a string or an integer. */
+/* One fact: absent (nil in Lua), a string, an integer, or unknown (C could
+ * not read it: a rule that needs it is left to Lua). */
 struct pw_dvalue {
-	enum { PW_DV_NIL, PW_DV_STR, PW_DV_INT } type;
+	enum { PW_DV_NIL, PW_DV_STR, PW_DV_INT, PW_DV_UNKNOWN } type;
 	const char *s;
 	int64_t i;
 };
@@ -65,7 +66,7 @@ bool dprog_needs_sha256(const struct pw_dprog *p);
 int dprog_rules(const struct pw_dprog *p, int *c_only);
 
 /* Decide: rules in order; the first that matches denies, unless a rule
- * before it needs Lua. rule gets the deciding rule's name and signal (may
+ * before it needs Lua (or a fact it tests is unknown). rule gets the deciding rule's name and signal (may
  * be NULL) its signal (PW_DV_DENY). */
 enum pw_dverdict dprog_decide(const struct pw_dprog *p, pw_dfacts_fn facts, void *arg, const char **rule,
 			      int *signal);

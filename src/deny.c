@@ -42,7 +42,8 @@
 #define DONE_MAX (PW_DENY_BATCH * 4)
 #define NS_SCAN_MS 2000
 #define MAX_WATCHED 64
-#define RECENT_MAX 1024 /* execs decided in time, until the loop sees their exec event */
+#define RECENT_MAX 1024 /* execs allowed in time, until the loop sees their exec event */
+#define RECENT_WINDOW_NS 1000000000ull /* an exec event this long after its answer is not its own */
 
 enum { SLOT_FREE, SLOT_ASKED, SLOT_DECIDED };
 
@@ -88,13 +89,14 @@ struct pw_deny {
 	int nwatch;
 	atomic_bool need_sha256;
 	struct pw_dprog *prog;   /* under mu; the responder holds a reference per round */
-	/* execs decided in time (under mu): their exec events need no kill
-	 * after exec (deny_exec_seen) */
+	/* execs the rules allowed in time (under mu): their exec events need
+	 * no kill after exec (deny_exec_seen) */
 	struct recent {
 		pid_t pid;
 		dev_t dev;
 		ino_t ino;
 		uint64_t path_hash;
+		uint64_t answered_ns; /* CLOCK_MONOTONIC, as exec events' ktime */
 	} recent[RECENT_MAX];
 	unsigned recent_next;
 	struct pw_deny_stats st; /* under mu */
@@ -304,7 +306,7 @@ static uint64_t path_hash(const char *p)
 	return h;
 }
 
-bool deny_exec_seen(struct pw_deny *d, pid_t pid, const char *exe)
+bool deny_exec_seen(struct pw_deny *d, pid_t pid, const char *exe, uint64_t ktime_ns)
 {
 	if (!d)
 		return false;
@@ -319,18 +321,20 @@ bool deny_exec_seen(struct pw_deny *d, pid_t pid, const char *exe)
 		known = d->marked[i] == sb.st_dev;
 	if (!known)
 		mark_path(d, path, NULL, true);
-	for (unsigned i = 0; i < RECENT_MAX && !decided; i++) {
+	for (unsigned i = 0; i < RECENT_MAX && !decided && known; i++) {
 		struct recent *r = &d->recent[(d->recent_next - 1 - i) % RECENT_MAX]; /* newest first */
-		if (r->pid != pid)
-			continue;
+		if (r->pid != pid || r->answered_ns > ktime_ns + 1000000 || ktime_ns - r->answered_ns > RECENT_WINDOW_NS)
+			continue; /* another process, or another exec than this event's */
 		/* the same file; or, the process being gone already (its exe
 		 * unreadable), the same path as captured at the exec event; or,
 		 * nothing captured either, its pid alone: a process gone already
 		 * leaves no kill after exec to make */
 		decided = have_stat ? r->dev == sb.st_dev && r->ino == sb.st_ino : !exe || r->path_hash == h;
-		if (decided)
-			r->pid = 0; /* one exec event per decision */
 	}
+	if (decided) /* this execve's requests (the binary, its interpreter) are spent */
+		for (unsigned i = 0; i < RECENT_MAX; i++)
+			if (d->recent[i].pid == pid)
+				d->recent[i].pid = 0;
 	pthread_mutex_unlock(&d->mu);
 	return decided;
 }
@@ -380,11 +384,12 @@ static int caller_ids(pid_t pid, struct pw_proc_status *st)
 	static atomic_bool no_info;
 	if (!atomic_load(&no_info)) {
 		int fd = proc_pidfd_open(pid);
-		if (fd < 0)
-			return fd;
+		if (fd == -ESRCH)
+			return fd; /* gone */
 		struct pw_pidfd_info in;
-		int rc = proc_pidfd_info(fd, &in);
-		close(fd);
+		int rc = fd < 0 ? fd : proc_pidfd_info(fd, &in);
+		if (fd >= 0)
+			close(fd);
 		if (rc == 0) {
 			memset(st, 0, sizeof *st);
 			st->ppid = in.ppid;
@@ -396,7 +401,9 @@ static int caller_ids(pid_t pid, struct pw_proc_status *st)
 		}
 		if (rc == -ESRCH)
 			return rc; /* gone */
-		atomic_store(&no_info, true); /* an older kernel: status from now on */
+		if (rc == -ENOTTY || rc == -EINVAL || rc == -EOPNOTSUPP || rc == -ENOSYS)
+			atomic_store(&no_info, true); /* an older kernel: status from now on */
+		/* else (EMFILE ...): status this time */
 	}
 	return proc_read_status(pid, st);
 }
@@ -404,7 +411,7 @@ static int caller_ids(pid_t pid, struct pw_proc_status *st)
 /* The facts of one request for the decision program: the file's from the
  * request, the caller's read from /proc when a test first needs them. */
 struct req_facts {
-	const struct pw_deny_req *r;
+	struct pw_deny_req *r;
 	int status; /* 0 not read, 1 read, -1 failed */
 	struct pw_proc_status st;
 	int pexe;   /* the same, for parent.exe */
@@ -414,7 +421,7 @@ struct req_facts {
 static void req_fact(void *arg, enum pw_dfield f, struct pw_dvalue *v)
 {
 	struct req_facts *x = arg;
-	const struct pw_deny_req *r = x->r;
+	struct pw_deny_req *r = x->r;
 	switch (f) {
 	case PW_DF_EXE:
 		if (r->exe[0])
@@ -439,10 +446,21 @@ static void req_fact(void *arg, enum pw_dfield f, struct pw_dvalue *v)
 	default:
 		break;
 	}
-	if (x->status == 0) /* the caller waits in execve: its ids and parent are still its own */
+	if (x->status == 0) { /* the caller waits in execve: its ids and parent are still its own */
 		x->status = caller_ids(r->pid, &x->st) == 0 ? 1 : -1;
-	if (x->status < 0)
+		if (x->status > 0) { /* what Lua's decision will see too */
+			r->have_ids = true;
+			r->ppid = x->st.ppid;
+			r->ruid = x->st.ruid;
+			r->euid = x->st.euid;
+			r->rgid = x->st.rgid;
+			r->egid = x->st.egid;
+		}
+	}
+	if (x->status < 0) {
+		*v = (struct pw_dvalue){.type = PW_DV_UNKNOWN};
 		return;
+	}
 	int64_t id = -1;
 	switch (f) {
 	case PW_DF_PPID: id = x->st.ppid; break;
@@ -455,6 +473,8 @@ static void req_fact(void *arg, enum pw_dfield f, struct pw_dvalue *v)
 			x->pexe = x->st.ppid > 0 && proc_read_exe(x->st.ppid, x->parent_exe, sizeof x->parent_exe) > 0 ? 1 : -1;
 		if (x->pexe > 0)
 			*v = (struct pw_dvalue){.type = PW_DV_STR, .s = x->parent_exe};
+		else /* no parent object, or its exe unreadable: Lua tells those apart */
+			*v = (struct pw_dvalue){.type = PW_DV_UNKNOWN};
 		return;
 	default:
 		return;
@@ -535,9 +555,6 @@ static void run_round(struct pw_deny *d, const struct fanotify_event_metadata *m
 		if (decided) {
 			deny = s->req.deny;
 			d->st.decisions++;
-			d->recent[d->recent_next++ % RECENT_MAX] =
-				(struct recent){.pid = s->req.pid, .dev = s->req.dev, .ino = s->req.ino,
-						.path_hash = path_hash(s->req.exe)};
 		} else if (need_hash && s->req.hash_late) { /* no verdict and no hash: deny */
 			deny = true; /* a hash not ready must not buy a bypass */
 			d->st.hash_late++;
@@ -555,6 +572,10 @@ static void run_round(struct pw_deny *d, const struct fanotify_event_metadata *m
 		if (d->cfg.dry_run)
 			deny = false;
 		d->st.denied += deny;
+		if (decided && !deny) /* it runs, judged in time: its exec event need not be judged again */
+			d->recent[d->recent_next++ % RECENT_MAX] =
+				(struct recent){.pid = s->req.pid, .dev = s->req.dev, .ino = s->req.ino,
+						.path_hash = path_hash(s->req.exe), .answered_ns = pw_mono_ns()};
 		if (s->req.deny || s->late) {
 			outputs = true;
 			if (d->ndone < DONE_MAX) {

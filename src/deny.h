@@ -40,6 +40,12 @@ struct pw_deny_req {
 	unsigned exe_mode;
 	dev_t dev;
 	ino_t ino;
+	/* the caller's ids as the responder read them (have_ids): the Lua
+	 * decision sees the same */
+	bool have_ids;
+	pid_t ppid;
+	uid_t ruid, euid;
+	gid_t rgid, egid;
 	/* filled by the decision (responder thread or loop) */
 	bool fast; /* decided by the compiled program in the responder thread */
 	bool deny;
@@ -76,14 +82,16 @@ void deny_set_need_sha256(struct pw_deny *d, bool need);
  * its own; what it cannot decide goes to the loop's decide(). Takes the
  * reference; NULL: everything goes to the loop. */
 void deny_set_program(struct pw_deny *d, struct pw_dprog *prog);
-/* On an exec event: was this exec (pid, and the file it runs: its device
- * and inode, or, the process being gone already, exe, the path captured at
- * the event, or with nothing captured the pid alone) decided in time before
- * it ran? Then the deny rules need not
- * act on it again (no kill after exec). Also makes sure the filesystem of pid's executable is marked
- * (an exec seen from an unmarked filesystem, in any mount namespace, is
- * marked for next time). */
-bool deny_exec_seen(struct pw_deny *d, pid_t pid, const char *exe);
+/* On an exec event (kernel time ktime_ns): did the rules allow this exec in
+ * time before it ran (an answer for pid at most a second before the event,
+ * for the file it runs: its device and inode; or, the process being gone
+ * already, exe, the path captured at the event, or with nothing captured
+ * the pid alone)? Then the deny rules need not judge it again (no kill
+ * after exec); the pid's other answers of that execve are spent. Also
+ * makes sure the filesystem of pid's executable is marked (an exec seen
+ * from an unmarked filesystem, in any mount namespace, is marked for next
+ * time, and is never taken as decided). */
+bool deny_exec_seen(struct pw_deny *d, pid_t pid, const char *exe, uint64_t ktime_ns);
 const struct pw_deny_stats *deny_stats(const struct pw_deny *d);
 /* Stop the thread and close fanotify (the kernel allows what was waiting). */
 void deny_stop(struct pw_deny *d);

@@ -359,11 +359,13 @@ static int host_signal(lua_State *L)
 	lua_Integer start = luaL_optinteger(L, 2, 0);
 	lua_Integer sig = luaL_checkinteger(L, 3);
 	bool approx = lua_toboolean(L, 4);
+	const char *rule = lua_tostring(L, 5); /* the rule sending, whose signal C may have sent already */
 	luaL_argcheck(L, sig >= 0 && sig < 65, 3, "not a signal number");
 	const char *why = NULL;
 	uint64_t sent = 0;
-	int r = pid > 0 && pid <= 0x7fffffff ? api_signal((pid_t)pid, (uint64_t)start, approx, (int)sig, &why, &sent)
-					     : (why = "refused: not a process id", -EINVAL);
+	int r = pid > 0 && pid <= 0x7fffffff
+			? api_signal((pid_t)pid, (uint64_t)start, approx, (int)sig, rule, &why, &sent)
+			: (why = "refused: not a process id", -EINVAL);
 	if (r < 0) {
 		lua_pushnil(L);
 		lua_pushstring(L, why ? why : strerror(-r));
@@ -739,6 +741,11 @@ static void entry_failed(struct pw_engine *e, int entry, const char *name)
 		lua_pushboolean(L, 1);
 		lua_setfield(L, entry, "suspended");
 		e->st.suspended++;
+		if (e->prekill) { /* C must not act for a rule that no longer reports */
+			dprog_unref(e->prekill);
+			e->prekill = NULL;
+			e->prekill_state = -1;
+		}
 		pw_log(PW_LOG_WARNING, "%s failed %d times in a row: suspended until the rules are reloaded",
 		       name ? name : "?", PW_SUSPEND_AFTER);
 	}
@@ -978,6 +985,14 @@ static int push_decision_protected(lua_State *L)
 		RAWSET("sha256", lua_pushstring(L, r->sha256));
 	if (r->hash_late)
 		RAWSET("_hash_late", lua_pushboolean(L, 1));
+	if (r->have_ids) { /* as the responder read them: C and Lua judge the same ids */
+		RAWSET("uid", lua_pushinteger(L, r->ruid));
+		RAWSET("euid", lua_pushinteger(L, r->euid));
+		RAWSET("gid", lua_pushinteger(L, r->rgid));
+		RAWSET("egid", lua_pushinteger(L, r->egid));
+		if (r->ppid > 0)
+			RAWSET("ppid", lua_pushinteger(L, r->ppid));
+	}
 	RAWSET("exe_uid", lua_pushinteger(L, r->exe_uid));
 	RAWSET("exe_gid", lua_pushinteger(L, r->exe_gid));
 	RAWSET("exe_mode", lua_pushinteger(L, r->exe_mode));
@@ -1163,7 +1178,7 @@ bool engine_prekill(struct pw_engine *e, const struct pw_event *ev)
 	int sig = 0;
 	if (dprog_decide(e->prekill, prekill_fact, &x, &rule, &sig) != PW_DV_DENY || sig <= 0)
 		return false;
-	return api_presignal(ev->tgid, sig) != -1;
+	return api_presignal(ev->tgid, sig, rule) != -1;
 }
 
 void engine_set_dry_run(struct pw_engine *e, bool dry_run)

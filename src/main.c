@@ -178,6 +178,7 @@ static int collect_counters(const struct daemon *d, struct counter *c, int cap)
 		const struct pw_api_stats *as = api_stats();
 		C("signals_sent", as->signals_sent);
 		C("signals_hot_path", as->signals_hot_path);
+		C("signals_unreported", as->signals_unreported);
 		C("signals_refused", as->signals_refused);
 		C("signals_failed", as->signals_failed);
 		C("execs_started", as->execs_started);
@@ -292,10 +293,10 @@ static void deliver(void *arg, struct pw_event *evs, int n)
 		batch_stale[i] = stale;
 		if (pin && evs[i].type == PW_EV_EXEC) { /* pin the process before reading it */
 			int fd = (int)syscall(SYS_pidfd_open, evs[i].tgid, 0);
-			if (fd >= 0) {
+			/* its start time once the table has it (api_pidfd_set_start) */
+			if (fd >= 0 && api_pidfd_add(evs[i].tgid, fd, 0)) {
 				batch_pidfd[i] = fd;
-				api_pidfd_add(evs[i].tgid, fd, 0); /* its start time once the table has it */
-				if (!stale) /* a forbidden exe: its signal now, from C, before any other read */
+				if (!stale) /* a forbidden exe: its signal now, from C */
 					engine_prekill(d->engine, &evs[i]);
 			}
 		}
@@ -309,7 +310,8 @@ static void deliver(void *arg, struct pw_event *evs, int n)
 		 * not act again. One from a filesystem not marked yet: marked for
 		 * next time. */
 		batch_predecided[i] = d->deny && evs[i].type == PW_EV_EXEC &&
-				      deny_exec_seen(d->deny, evs[i].tgid, batch_ctx[i].img ? batch_ctx[i].img->exe : NULL);
+				      deny_exec_seen(d->deny, evs[i].tgid, batch_ctx[i].img ? batch_ctx[i].img->exe : NULL,
+						     evs[i].ktime_ns);
 		d->predecided += batch_predecided[i];
 		overflow |= evs[i].type == PW_EV_OVERFLOW;
 	}

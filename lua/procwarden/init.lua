@@ -61,10 +61,17 @@ local function check_type(t, level)
   end
 end
 
+-- Was rule r fully judged by a pre-exec decision that allowed the exec? A
+-- deny rule without `when`: its entries saw what the exec event would
+-- show. A `when` may hold only once the program runs: it judges again.
+function M.judged_before(r)
+  return r ~= nil and r.deny == true and not r.has_when
+end
+
 local function add_handler(t, entry)
   local list = M.handlers[t]
   list[#list + 1] = entry
-  if t == "exec" and not (entry.rule and entry.rule.deny) then
+  if t == "exec" and not M.judged_before(entry.rule) then
     list = M.predecided_handlers.exec
     list[#list + 1] = entry
   end
@@ -227,9 +234,13 @@ function api.rule(spec)
     M.decision_rules[#M.decision_rules + 1] = r
     host.want("exec", nil, r.uses_sha256 and "deny+sha256" or "deny")
   end
-  if r.prekill then
+  -- C signals only ahead of every fast effect it does not judge itself:
+  -- the effects keep the order of the rules.
+  if r.prekill and not M.prekill_closed then
     M.prekill_rules[#M.prekill_rules + 1] =
       { name = r.name, enabled = r.enabled, needs_lua = false, plan = r.prekill.plan, signal = r.prekill.signal }
+  elseif r.fast and not r.deny then
+    M.prekill_closed = true
   end
   local full, fast = fire(r)
   for _, t in ipairs(r.types) do
@@ -238,7 +249,7 @@ function api.rule(spec)
       local entry = { fn = fast, name = r.name, type = t, rule = r, failures = 0, in_a_row = 0 }
       local list = M.fast_handlers.exec
       list[#list + 1] = entry
-      if not r.deny then
+      if not M.judged_before(r) then
         list = M.predecided_fast_handlers.exec
         list[#list + 1] = entry
       end
@@ -295,6 +306,11 @@ function M.decided(e, rule_name, late, denied, fast)
       return
     end
   end
+  -- The rule is gone (renamed or dropped by a reload since): say it anyway.
+  local done = M.state.dry_run and "would deny" or "denied"
+  local msg = template.expand(done .. " exec of {exe} by pid {pid}", e)
+    .. (" (rule %s, since reloaded)"):format(tostring(name))
+  host.emit("warning", msg, "action", e, nil, { { name = "deny", ok = true, done = done } })
 end
 
 local function timer(name, seconds, fn, again)

@@ -114,6 +114,7 @@ function M.compile(spec, known_types, level)
     fail(level, "rule %s: 'when' must be a function", name)
   end
   local when = spec.when
+  r.has_when = when ~= nil
   local n = #tests
   r.test = function(e)
     for i = 1, n do

@@ -343,6 +343,40 @@ rule { name = "spin", on = "exec", match = { exe = %q },
 ]]):format(dir .. "/spin*")
   end
 
+  it_root("an exec answered late is killed after exec, even after a denial of the same file to the same process",
+    function()
+    -- One bash process (execfail: a failed exec returns) execs the same file
+    -- twice: the first is denied in time by "banned"; on the second, "slow"
+    -- (before it) spins past the deadline, so the answer is late and allows.
+    -- That exec was decided by nobody: its exec event must run "banned"
+    -- again, which kills it. (A denial must not stand for a later exec.)
+    local banned = s:path("banned-sleep")
+    copy("/bin/sleep", banned)
+    local rules = s:rules("late.lua", EXEC_LOGGER .. ([[
+local calls = 0
+rule { name = "slow", on = "exec", match = { exe = %q },
+  when = function(e)
+    calls = calls + 1
+    if calls == 2 then while true do end end
+    return false
+  end,
+  action = { deny() } }
+rule { name = "banned", on = "exec", match = { exe = %q }, action = { deny(), alert "banned {pid}" } }
+]]):format(banned, banned))
+    local d = s:start { args = { "-o", "json", "--stats", "--deny-timeout", SPIN_DEADLINE, "--duration", "40", rules },
+      timeout = 45 }
+    ready(d)
+    local out = s:sh(("bash -c 'shopt -s execfail; exec %s 5; echo \"denied=$?\"; exec %s 5'; echo \"status=$?\"")
+      :format(H.q(banned), H.q(banned)))
+    assert.truthy(out:find("denied=126", 1, true) or out:find("denied=1", 1, true), "first exec not denied: " .. out)
+    assert.truthy(out:find("status=137", 1, true), "the late-allowed exec was not killed after exec: " .. out
+      .. out_of(d) .. d:err())
+    assert.is_true(d:wait_out("banned [0-9]+ \\[killed after exec\\]", 5), out_of(d))
+    assert.are.equal(0, d:stop(), d:err())
+    local st = assert(d:stats(), d:err())
+    assert.is_true(st.deny_timeouts >= 1, d:err())
+  end)
+
   it_root("a spinning `when` is answered at the deadline: allowed by default", function()
     local spin = s:path("spin")
     copy(tools.raw, spin)
