@@ -33,7 +33,7 @@ static void set_int(lua_State *L, const char *k, lua_Integer v)
 
 void pw_event_push(lua_State *L, const struct pw_event *ev, int64_t wall_offset_ns)
 {
-	lua_createtable(L, 0, 16);
+	lua_createtable(L, 0, 32); /* room for the context fields ctx_fill adds: no rehash */
 	lua_pushstring(L, pw_event_type_name(ev->type));
 	lua_setfield(L, -2, "type");
 	set_int(L, "pid", ev->pid);
