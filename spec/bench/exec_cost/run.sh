@@ -6,6 +6,9 @@
 #   * none:    no procwarden running (the baseline);
 #   * default: procwarden with the default policy (no rules file): no deny()
 #              rule, so no fanotify mark at all, only the proc connector;
+#   * allowall: no procwarden; a minimal C fanotify responder (common/
+#              allowall.c) that marks the same filesystem and allows every
+#              request at once: what a pre-exec answer costs by itself;
 #   * deny10:  procwarden with rules.lua, ten deny() rules of which none
 #              matches /bin/true: every exec is allowed, but every exec (the
 #              binary, then ld.so) waits for a fanotify permission decision
@@ -13,7 +16,7 @@
 #              are hashed (the first time; the cache answers afterwards).
 # The daemons run as `procwarden -o json --log /dev/null --stats [rules.lua]`.
 # Each configuration runs in CHUNKS chunks of N/CHUNKS execs, interleaved
-# with the other two (the order rotates from chunk to chunk), so noise that
+# with the others (the order rotates from chunk to chunk), so noise that
 # drifts over time lands on all three; procwarden is started afresh for
 # each of its chunks and timing starts once it is ready (its loop answered
 # a SIGUSR1 and, for deny10, its stderr said "deny: covering /") and idle
@@ -32,6 +35,7 @@ if [ "$BENCH_QUICK" = 1 ]; then N=${EXEC_N:-300} CHUNKS=${EXEC_CHUNKS:-3}; else 
 TARGET=${EXEC_TARGET:-/bin/true}
 
 bench_cc exec_cost "$BENCH_SRC/exec_cost/driver.c"
+bench_cc allowall "$BENCH_SRC/common/allowall.c"
 bench_tmp
 RULES=$BENCH_TMP/deny10.lua
 cp "${EXEC_RULES:-$BENCH_SRC/exec_cost/rules.lua}" "$RULES" && chmod 600 "$RULES" || die "cannot copy the rules"
@@ -66,12 +70,20 @@ chunk() {
 		settle $lp
 		echo "$(fanotify_fds $lp)" >>"$d/fanotify"
 		;;
+	allowall)
+		"$BENCH_BIN/allowall" / "$(dirname "$TARGET")" 2>"$d/err.$k" &
+		lp=$!
+		bg_add $lp
+		wait_for "$d/err.$k" '^ready' 5 || die "allowall did not start: $(head -c 400 "$d/err.$k")"
+		;;
 	esac
 	sleep 0.2
 	"$BENCH_BIN/exec_cost" "$nk" "$d/ns.$k" "$TARGET" 20 >"$d/driver.$k" ||
 		echo "   note: $cfg chunk $k: $(cat "$d/driver.$k") (some execs failed)"
 	cat "$d/ns.$k" >>"$BENCH_TMP/$cfg.ns"
-	if [ -n "$lp" ]; then
+	if [ "$cfg" = allowall ]; then
+		bg_stop $lp
+	elif [ -n "$lp" ]; then
 		bg_stop $lp
 		for c in $COUNTERS; do
 			printf '%s %s\n' "$c" "$(pw_counter "$d/err.$k" last "$c")"
@@ -88,13 +100,14 @@ sub_us() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "n/a" || b == "n/a") print 
 printf '\n== exec_cost: fork+execve(%s)+waitpid, %d per configuration (%d interleaved chunks), %d cores ==\n' "$TARGET" "$N" "$CHUNKS" "$NPROC"
 [ -n "${EXEC_RULES:-}" ] && echo "(the deny10 configuration runs EXEC_RULES=$EXEC_RULES, not exec_cost/rules.lua)"
 NK=$((N / CHUNKS))
-CFGS="none default deny10"
+CFGS="none default allowall deny10"
 k=1
 while [ $k -le "$CHUNKS" ]; do
-	case $((k % 3)) in
-	1) order="none default deny10" ;;
-	2) order="default deny10 none" ;;
-	0) order="deny10 none default" ;;
+	case $((k % 4)) in
+	1) order="none default allowall deny10" ;;
+	2) order="default allowall deny10 none" ;;
+	3) order="allowall deny10 none default" ;;
+	0) order="deny10 none default allowall" ;;
 	esac
 	for c in $order; do chunk "$c" $k $NK; done
 	k=$((k + 1))
@@ -133,6 +146,7 @@ time = just before fork -> just after waitpid, CLOCK_MONOTONIC, $TARGET exiting 
 deny_requests counts every exec permission request on the machine during a run (its
   start-up and other processes' execs included); each /bin/true exec makes two
   (the binary, then ld.so); deny_timeouts must be 0
+allowall = a minimal C responder allowing every request (no procwarden): the floor of any pre-exec answer
 goal (issue 8.7): deny10 p50_x <= 1.10 and p99_add_us <= 100
 EOF
 exit 0
