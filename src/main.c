@@ -320,7 +320,7 @@ static void deliver(void *arg, struct pw_event *evs, int n)
 			engine_dispatch_fast(d->engine, &evs[i], &batch_ctx[i], batch_predecided[i]);
 	for (int i = 0; i < n; i++)
 		if (!batch_stale[i]) /* the rest belongs to the later exec; ids through the pin */
-			ptable_complete_pinned(d->ptable, &evs[i], &batch_ctx[i], batch_pidfd[i]);
+			ptable_complete(d->ptable, &evs[i], &batch_ctx[i], batch_pidfd[i]);
 	for (int i = 0; i < n; i++) {
 		const struct pw_event *ev = &evs[i];
 		d->seen += counted(d, ev);

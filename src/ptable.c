@@ -329,12 +329,7 @@ static void capture(struct pw_ptable *t, struct pw_proc *p)
 	capture_rest(t, p, 0, -1);
 }
 
-void ptable_complete(struct pw_ptable *t, const struct pw_event *ev, struct pw_ctx *ctx)
-{
-	ptable_complete_pinned(t, ev, ctx, -1);
-}
-
-void ptable_complete_pinned(struct pw_ptable *t, const struct pw_event *ev, struct pw_ctx *ctx, int pidfd)
+void ptable_complete(struct pw_ptable *t, const struct pw_event *ev, struct pw_ctx *ctx, int pidfd)
 {
 	if (ev->type != PW_EV_EXEC)
 		return;

@@ -83,12 +83,11 @@ void ptable_apply(struct pw_ptable *t, const struct pw_event *ev, struct pw_ctx 
  * a process killed meanwhile no longer has. tgid 0 forgets the hint. */
 void ptable_exe_hint(struct pw_ptable *t, pid_t tgid, const char *exe);
 /* For an exec event: read the rest of the context (ids, cgroup) after the
- * fast rules ran; ctx (may be NULL) is updated to match. */
-void ptable_complete(struct pw_ptable *t, const struct pw_event *ev, struct pw_ctx *ctx);
-/* The same with a pidfd of the exec's process opened when its event was
- * received (before its exe was read), or -1: it is used instead of opening
- * one (ids and cgroup id come from PIDFD_GET_INFO on it), not closed. */
-void ptable_complete_pinned(struct pw_ptable *t, const struct pw_event *ev, struct pw_ctx *ctx, int pidfd);
+ * fast rules ran; ctx (may be NULL) is updated to match. pidfd: one of the
+ * exec's process opened when its event was received (before its exe was
+ * read), or -1: used instead of opening one (ids and cgroup id come from
+ * PIDFD_GET_INFO on it), not closed. */
+void ptable_complete(struct pw_ptable *t, const struct pw_event *ev, struct pw_ctx *ctx, int pidfd);
 /* After the event was dispatched: drop a process that exited. */
 void ptable_retire(struct pw_ptable *t, const struct pw_event *ev);
 
