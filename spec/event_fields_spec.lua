@@ -395,7 +395,9 @@ end)
 describe("a zombie (exited, not reaped yet)", function()
   it("has no argv, args, cmdline or exe: unknown is nil, not an empty list", function()
     -- sh prints its pid and its child's, then execs a sleep that never reaps the child.
-    local h = assert(io.popen("echo $$; /bin/true & echo $!; exec sleep 5", "r"))
+    -- The child outlives the shell's own turn (0.2 s): a shell may reap a child
+    -- that exited before it execs.
+    local h = assert(io.popen("echo $$; /bin/sleep 0.2 & echo $!; exec sleep 5", "r"))
     local sleeper = math.tointeger(tonumber(h:read("l")))
     local z = math.tointeger(tonumber(h:read("l")))
     finally(function()
