@@ -345,30 +345,34 @@ rule { name = "spin", on = "exec", match = { exe = %q },
 
   it_root("an exec answered late is killed after exec, even after a denial of the same file to the same process",
     function()
-    -- One bash process (execfail: a failed exec returns) execs the same file
-    -- twice: the first is denied in time by "banned"; on the second, "slow"
-    -- (before it) spins past the deadline, so the answer is late and allows.
-    -- That exec was decided by nobody: its exec event must run "banned"
-    -- again, which kills it. (A denial must not stand for a later exec.)
-    local banned = s:path("banned-sleep")
-    copy("/bin/sleep", banned)
+    -- One bash process (execfail: a failed exec returns) execs one file
+    -- twice, by two hard links: first as banned-a, denied at once in C by
+    -- "banned-a"; then as banned-b, where "slow" (before "banned-b") spins
+    -- past the deadline, so the answer is late and allows. That exec was
+    -- decided by nobody: its exec event must run "banned-b", which kills
+    -- it. (The denial of the same file to the same process must not stand
+    -- for it.)
+    local a, b = s:path("banned-a"), s:path("banned-b")
+    copy("/bin/sleep", a)
+    assert(os.execute(("ln %s %s"):format(H.q(a), H.q(b))))
     local rules = s:rules("late.lua", EXEC_LOGGER .. ([[
+rule { name = "banned-a", on = "exec", match = { exe = %q }, action = { deny() } }
 local calls = 0
 rule { name = "slow", on = "exec", match = { exe = %q },
   when = function(e)
     calls = calls + 1
-    if calls == 2 then while true do end end
+    if calls == 1 then while true do end end
     return false
   end,
   action = { deny() } }
-rule { name = "banned", on = "exec", match = { exe = %q }, action = { deny(), alert "banned {pid}" } }
-]]):format(banned, banned))
+rule { name = "banned-b", on = "exec", match = { exe = %q }, action = { deny(), alert "banned {pid}" } }
+]]):format(a, b, b))
     local d = s:start { args = { "-o", "json", "--stats", "--deny-timeout", SPIN_DEADLINE, "--duration", "40", rules },
       timeout = 45 }
     ready(d)
     local out = s:sh(("bash -c 'shopt -s execfail; exec %s 5; echo \"denied=$?\"; exec %s 5'; echo \"status=$?\"")
-      :format(H.q(banned), H.q(banned)))
-    assert.truthy(out:find("denied=126", 1, true) or out:find("denied=1", 1, true), "first exec not denied: " .. out)
+      :format(H.q(a), H.q(b)))
+    assert.truthy(out:find("denied=126", 1, true), "the first exec was not denied: " .. out .. out_of(d))
     assert.truthy(out:find("status=137", 1, true), "the late-allowed exec was not killed after exec: " .. out
       .. out_of(d) .. d:err())
     assert.is_true(d:wait_out("banned [0-9]+ \\[killed after exec\\]", 5), out_of(d))
