@@ -302,11 +302,8 @@ static int core_parse_record(lua_State *L)
  * rules: as engine.c hands them over (name, enabled, needs_lua, plan). */
 static void table_fact(void *arg, enum pw_dfield f, struct pw_dvalue *v)
 {
-	static const char *const keys[PW_DF_COUNT] = {
-		"exe", "sha256", "exe_uid", "exe_gid", "exe_mode", "pid", "ppid", "uid", "euid", "gid", "egid", "parent.exe",
-	};
 	lua_State *L = arg;
-	int t = lua_getfield(L, 2, keys[f]); /* left on the stack until decide returns: s stays valid */
+	int t = lua_getfield(L, 2, dprog_field_name(f)); /* left on the stack until decide returns: s stays valid */
 	if (t == LUA_TSTRING)
 		*v = (struct pw_dvalue){.type = PW_DV_STR, .s = lua_tostring(L, -1)};
 	else if (t == LUA_TNUMBER && lua_isinteger(L, -1))

@@ -58,6 +58,11 @@ static const char *const field_names[PW_DF_COUNT] = {
 	[PW_DF_GID] = "gid",       [PW_DF_EGID] = "egid",     [PW_DF_PARENT_EXE] = "parent.exe",
 };
 
+const char *dprog_field_name(enum pw_dfield f)
+{
+	return (unsigned)f < PW_DF_COUNT ? field_names[f] : "?";
+}
+
 int dprog_field(const char *key)
 {
 	if (strcmp(key, "tgid") == 0)

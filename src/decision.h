@@ -50,8 +50,9 @@ enum pw_dverdict {
 
 struct pw_dprog;
 
-/* The field a match key names ("exe", "parent.exe" ...), or -1. */
+/* The field a match key names ("exe", "parent.exe" ...), or -1; and back. */
 int dprog_field(const char *key);
+const char *dprog_field_name(enum pw_dfield f);
 /* Build from the runtime's decision rules at stack index idx: a list of
  * { name, enabled, needs_lua, plan = { {field, test}, ... }, signal? } where
  * test is match.describe()'s plain description (signal: a pre-kill

@@ -61,6 +61,17 @@ local function check_field(name, key, level)
   end
 end
 
+-- The match entries of spec C can test (src/decision.c) on the fields it
+-- holds: a list of { field, test }, and whether that is every entry.
+local function plan_of(spec, fields, holds)
+  local plan, complete = {}, true
+  for _, k in ipairs(fields or {}) do
+    local desc = holds[k] and match.describe(spec.match[k])
+    if desc then plan[#plan + 1] = { field = k, test = desc } else complete = false end
+  end
+  return plan, complete
+end
+
 -- Compile a rule table. Returns the compiled rule:
 -- { name, types = {...}, test = function(e) -> bool, actions, ... }
 -- level: stack level of the user's rule{} call, for error positions.
@@ -201,15 +212,9 @@ function M.compile(spec, known_types, level)
     r.uses_sha256 = spec.match ~= nil and spec.match.sha256 ~= nil
     -- What the responder thread can test in C (src/decision.c): the plain
     -- entries; the rest (functions, other fields, `when`) needs Lua.
-    r.plan, r.needs_lua = {}, spec.when ~= nil
-    for _, k in ipairs(r.fields or {}) do
-      local desc = match.decision_fields[k] and match.describe(spec.match[k])
-      if desc then
-        r.plan[#r.plan + 1] = { field = k, test = desc }
-      else
-        r.needs_lua = true
-      end
-    end
+    local complete
+    r.plan, complete = plan_of(spec, r.fields, match.decision_fields)
+    r.needs_lua = spec.when ~= nil or not complete
   end
 
   -- A fast rule acts on an exec before the rest of the context is read:
@@ -232,13 +237,8 @@ function M.compile(spec, known_types, level)
     for _, a in ipairs(r.actions) do
       if a.phase == "effect" then effects, sig = effects + 1, a.signal end
     end
-    local plan = {}
-    for _, k in ipairs(r.fields or {}) do
-      local desc = M.PREKILL_FIELDS[k] and match.describe(spec.match[k])
-      if not desc then plan = nil break end
-      plan[#plan + 1] = { field = k, test = desc }
-    end
-    if effects == 1 and sig and plan then r.prekill = { plan = plan, signal = sig } end
+    local plan, complete = plan_of(spec, r.fields, M.PREKILL_FIELDS)
+    if effects == 1 and sig and complete then r.prekill = { plan = plan, signal = sig } end
   end
   return r
 end
