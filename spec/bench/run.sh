@@ -147,7 +147,7 @@ ge() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || a == "n/a") print "n/a"; 
 	esac
 	case " $ONLY " in *" exec_cost "*)
 		b=$(get exec.none)
-		for c in default deny10; do
+		for c in default allowall deny10; do
 			p=$(get "exec.$c")
 			[ -n "$p" ] || continue
 			if [ "$c" = deny10 ]; then
