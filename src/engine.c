@@ -491,14 +491,20 @@ static int host_refused(lua_State *L)
 	return 0;
 }
 
+/* Drop the pre-kill program: state 0 builds it again when next needed, -1
+ * keeps C from signalling for good (this engine's rules). */
+static void prekill_drop(struct pw_engine *e, int state)
+{
+	dprog_unref(e->prekill);
+	e->prekill = NULL;
+	e->prekill_state = state;
+}
+
 /* host.prekill_off(): protect{} was called: C signals nothing from now on
  * (which exe is protected is Lua's to judge). */
 static int host_prekill_off(lua_State *L)
 {
-	struct pw_engine *e = lua_touserdata(L, lua_upvalueindex(1));
-	dprog_unref(e->prekill);
-	e->prekill = NULL;
-	e->prekill_state = -1;
+	prekill_drop(lua_touserdata(L, lua_upvalueindex(1)), -1);
 	return 0;
 }
 
@@ -741,11 +747,8 @@ static void entry_failed(struct pw_engine *e, int entry, const char *name)
 		lua_pushboolean(L, 1);
 		lua_setfield(L, entry, "suspended");
 		e->st.suspended++;
-		if (e->prekill) { /* C must not act for a rule that no longer reports */
-			dprog_unref(e->prekill);
-			e->prekill = NULL;
-			e->prekill_state = -1;
-		}
+		if (e->prekill) /* C must not act for a rule that no longer reports */
+			prekill_drop(e, -1);
 		pw_log(PW_LOG_WARNING, "%s failed %d times in a row: suspended until the rules are reloaded",
 		       name ? name : "?", PW_SUSPEND_AFTER);
 	}
@@ -1183,11 +1186,8 @@ bool engine_prekill(struct pw_engine *e, const struct pw_event *ev)
 
 void engine_set_dry_run(struct pw_engine *e, bool dry_run)
 {
-	if (e->prekill_state > 0) { /* built for the other mode: again when next needed */
-		dprog_unref(e->prekill);
-		e->prekill = NULL;
-		e->prekill_state = 0;
-	}
+	if (e->prekill_state > 0) /* built for the other mode: again when next needed */
+		prekill_drop(e, 0);
 	lua_State *L = e->L;
 	lua_rawgeti(L, LUA_REGISTRYINDEX, e->runtime_ref);
 	lua_getfield(L, -1, "state");
