@@ -46,7 +46,7 @@ static bool same_file(const struct cache_entry *c, const struct stat *sb)
 	       c->ctime.tv_sec == sb->st_ctim.tv_sec && c->ctime.tv_nsec == sb->st_ctim.tv_nsec;
 }
 
-static int hash_fd(int fd, char out[65], uint64_t deadline_ns);
+static int hash_fd(int fd, const struct stat *known, char out[65], uint64_t deadline_ns);
 
 static atomic_int background;
 
@@ -54,15 +54,15 @@ static void *finish_hash(void *arg)
 {
 	int fd = (int)(intptr_t)arg;
 	char hex[65];
-	hash_fd(fd, hex, 0); /* fills the cache */
+	hash_fd(fd, NULL, hex, 0); /* fills the cache */
 	close(fd);
 	atomic_fetch_sub(&background, 1);
 	return NULL;
 }
 
-int hash_sha256_fd_by(int fd, char out[65], uint64_t deadline_ns)
+int hash_sha256_fd_by(int fd, const struct stat *known, char out[65], uint64_t deadline_ns)
 {
-	int r = hash_fd(fd, out, deadline_ns);
+	int r = hash_fd(fd, known, out, deadline_ns);
 	if (r != -ETIMEDOUT)
 		return r;
 	pthread_mutex_lock(&mu);
@@ -86,10 +86,12 @@ int hash_sha256_fd_by(int fd, char out[65], uint64_t deadline_ns)
 	return r;
 }
 
-static int hash_fd(int fd, char out[65], uint64_t deadline_ns)
+static int hash_fd(int fd, const struct stat *known, char out[65], uint64_t deadline_ns)
 {
 	struct stat sb;
-	if (fstat(fd, &sb) < 0)
+	if (known)
+		sb = *known;
+	else if (fstat(fd, &sb) < 0)
 		return -errno;
 	if (!S_ISREG(sb.st_mode))
 		return -EINVAL;
@@ -174,7 +176,7 @@ int hash_sha256_exe(pid_t pid, char out[65])
 		return -errno;
 	/* On the loop: never long. A big file is finished in the background
 	 * and found in the cache by the next access. */
-	int r = hash_sha256_fd_by(fd, out, pw_mono_ns() + PW_HASH_LOOP_MS * 1000000ull);
+	int r = hash_sha256_fd_by(fd, NULL, out, pw_mono_ns() + PW_HASH_LOOP_MS * 1000000ull);
 	close(fd);
 	return r;
 }

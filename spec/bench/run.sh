@@ -147,7 +147,7 @@ ge() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || a == "n/a") print "n/a"; 
 	esac
 	case " $ONLY " in *" exec_cost "*)
 		b=$(get exec.none)
-		for c in default allowall deny10; do
+		for c in default allowall floor deny10; do
 			p=$(get "exec.$c")
 			[ -n "$p" ] || continue
 			if [ "$c" = deny10 ]; then
@@ -159,6 +159,9 @@ ge() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || a == "n/a") print "n/a"; 
 			line "exec $c p99 us" "$(word "$p" 2) ($(word "$p" 5))" "$(word "$b" 2) (no procwarden)" "$(word "$p" 8)x" "$t99" "$s99"
 			line "exec $c mean us" "$(word "$p" 3) ($(word "$p" 6))" "$(word "$b" 3) (no procwarden)" "$(word "$p" 9)x" "" ""
 		done
+		fl=$(get exec.deny10.floor)
+		[ -n "$fl" ] && line "exec deny10 / floor p50, p99" "$(word "$fl" 1)x ($(word "$fl" 3)), $(word "$fl" 2)x ($(word "$fl" 4))" \
+			"floor: minimal listener + responder" "" "" ""
 		f=$(get exec.default.fanotify)
 		line "exec default fanotify fds" "$f" "" "" "0 (no mark)" "$( [ "$f" = 0 ] && echo ok || echo MISS)"
 		dc=$(get exec.deny10.counters)

@@ -9,6 +9,10 @@
 #   * allowall: no procwarden; a minimal C fanotify responder (common/
 #              allowall.c) that marks the same filesystem and allows every
 #              request at once: what a pre-exec answer costs by itself;
+#   * floor:   no procwarden; allowall and the minimal proc connector
+#              listener (common/minlisten.c, one recv per event, no work)
+#              together: the least that any daemon doing both jobs, as
+#              procwarden with a deny() rule does, adds to an exec here;
 #   * deny10:  procwarden with rules.lua, ten deny() rules of which none
 #              matches /bin/true: every exec is allowed, but every exec (the
 #              binary, then ld.so) waits for a fanotify permission decision
@@ -25,6 +29,7 @@
 # none, per statistic), ratios to none, and the daemons' deny_* and sha256
 # counters summed over their chunks (deny_timeouts must be 0).
 # Goal (issue 8.7): deny10 <= +10% (p50 ratio) and p99 added <= 100 us.
+# deny10 is also given against floor (p50 and p99 ratios, same run).
 # Knobs: EXEC_N, EXEC_CHUNKS, EXEC_TARGET (default /bin/true), EXEC_RULES (another
 # rules file in place of rules.lua for the deny10 configuration, to compare).
 BENCH_SRC=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,6 +41,7 @@ TARGET=${EXEC_TARGET:-/bin/true}
 
 bench_cc exec_cost "$BENCH_SRC/exec_cost/driver.c"
 bench_cc allowall "$BENCH_SRC/common/allowall.c"
+bench_cc minlisten "$BENCH_SRC/common/minlisten.c"
 bench_tmp
 RULES=$BENCH_TMP/deny10.lua
 cp "${EXEC_RULES:-$BENCH_SRC/exec_cost/rules.lua}" "$RULES" && chmod 600 "$RULES" || die "cannot copy the rules"
@@ -70,19 +76,25 @@ chunk() {
 		settle $lp
 		echo "$(fanotify_fds $lp)" >>"$d/fanotify"
 		;;
-	allowall)
+	allowall | floor)
 		"$BENCH_BIN/allowall" / "$(dirname "$TARGET")" 2>"$d/err.$k" &
 		lp=$!
 		bg_add $lp
 		wait_for "$d/err.$k" '^ready' 5 || die "allowall did not start: $(head -c 400 "$d/err.$k")"
+		if [ "$cfg" = floor ]; then
+			"$BENCH_BIN/minlisten" count 2>"$d/min.$k" &
+			lp="$lp $!"
+			bg_add $!
+			wait_for "$d/min.$k" '^ready' 5 || die "minlisten did not start: $(head -c 400 "$d/min.$k")"
+		fi
 		;;
 	esac
 	sleep 0.2
 	"$BENCH_BIN/exec_cost" "$nk" "$d/ns.$k" "$TARGET" 20 >"$d/driver.$k" ||
 		echo "   note: $cfg chunk $k: $(cat "$d/driver.$k") (some execs failed)"
 	cat "$d/ns.$k" >>"$BENCH_TMP/$cfg.ns"
-	if [ "$cfg" = allowall ]; then
-		bg_stop $lp
+	if [ "$cfg" = allowall ] || [ "$cfg" = floor ]; then
+		for p in $lp; do bg_stop "$p"; done
 	elif [ -n "$lp" ]; then
 		bg_stop $lp
 		for c in $COUNTERS; do
@@ -100,14 +112,15 @@ sub_us() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "n/a" || b == "n/a") print 
 printf '\n== exec_cost: fork+execve(%s)+waitpid, %d per configuration (%d interleaved chunks), %d cores ==\n' "$TARGET" "$N" "$CHUNKS" "$NPROC"
 [ -n "${EXEC_RULES:-}" ] && echo "(the deny10 configuration runs EXEC_RULES=$EXEC_RULES, not exec_cost/rules.lua)"
 NK=$((N / CHUNKS))
-CFGS="none default allowall deny10"
+CFGS="none default allowall floor deny10"
 k=1
 while [ $k -le "$CHUNKS" ]; do
-	case $((k % 4)) in
-	1) order="none default allowall deny10" ;;
-	2) order="default allowall deny10 none" ;;
-	3) order="allowall deny10 none default" ;;
-	0) order="deny10 none default allowall" ;;
+	case $((k % 5)) in
+	1) order="none default allowall floor deny10" ;;
+	2) order="default allowall floor deny10 none" ;;
+	3) order="allowall floor deny10 none default" ;;
+	4) order="floor deny10 none default allowall" ;;
+	0) order="deny10 none default allowall floor" ;;
 	esac
 	for c in $order; do chunk "$c" $k $NK; done
 	k=$((k + 1))
@@ -129,6 +142,9 @@ for c in $CFGS; do
 		"$a50" "$a99" "$am" "$x50" "$x99" "$xm"
 	result "exec.$c" "$(us "$p50") $(us "$p99") $(us "$m") $a50 $a99 $am $x50 $x99 $xm"
 done
+result exec.deny10.floor "$(ratio "$P50_deny10" "$P50_floor") $(ratio "$P99_deny10" "$P99_floor") $(sub_us "$P50_deny10" "$P50_floor") $(sub_us "$P99_deny10" "$P99_floor")"
+printf 'deny10 / floor: p50 %sx (%s us), p99 %sx (%s us)\n' "$(ratio "$P50_deny10" "$P50_floor")" "$(sub_us "$P50_deny10" "$P50_floor")" \
+	"$(ratio "$P99_deny10" "$P99_floor")" "$(sub_us "$P99_deny10" "$P99_floor")"
 for c in default deny10; do
 	fan=$(sort -u "$BENCH_TMP/$c/fanotify" 2>/dev/null | tr '\n' ' ')
 	line="fanotify fds: ${fan:-n/a}"
@@ -146,7 +162,8 @@ time = just before fork -> just after waitpid, CLOCK_MONOTONIC, $TARGET exiting 
 deny_requests counts every exec permission request on the machine during a run (its
   start-up and other processes' execs included); each /bin/true exec makes two
   (the binary, then ld.so); deny_timeouts must be 0
-allowall = a minimal C responder allowing every request (no procwarden): the floor of any pre-exec answer
+allowall = a minimal C responder allowing every request (no procwarden): what a pre-exec answer costs by itself
+floor = allowall + a minimal proc connector listener: the least a daemon doing both adds here
 goal (issue 8.7): deny10 p50_x <= 1.10 and p99_add_us <= 100
 EOF
 exit 0
