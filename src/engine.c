@@ -377,6 +377,20 @@ static int host_signal(lua_State *L)
 	return 3;
 }
 
+struct exec_out {
+	const char *p;
+	size_t len;
+};
+
+/* Pushes the exec's stdout; in a protected call, as the copy may not fit
+ * under the memory cap. Stack: out (lightuserdata) -> string. */
+static int push_exec_out(lua_State *L)
+{
+	const struct exec_out *o = lua_touserdata(L, 1);
+	lua_pushlstring(L, o->p, o->len);
+	return 1;
+}
+
 /* exec finished: on_exit(status, stdout) through the safe call. */
 static void exec_done(void *owner, int ref, int status, const char *out, size_t len)
 {
@@ -390,11 +404,20 @@ static void exec_done(void *owner, int ref, int status, const char *out, size_t 
 	lua_rawgeti(L, -2, 2);                  /* job, fn, name */
 	const char *name = lua_tostring(L, -1);
 	lua_insert(L, -2);                      /* job, name, fn */
-	lua_pushinteger(L, status);
-	if (!lua_checkstack(L, 2) || !(lua_pushlstring(L, out, len), 1)) {
+	lua_pushinteger(L, status);             /* job, name, fn, status */
+	struct exec_out o = {out, len};
+	if (!lua_checkstack(L, 3)) {
 		lua_pop(L, 4);
 		return;
 	}
+	lua_pushcfunction(L, push_exec_out);
+	lua_pushlightuserdata(L, &o);
+	if (lua_pcall(L, 1, 1, 0) != LUA_OK) {  /* job, name, fn, status, err */
+		e->st.errors++; /* on_exit is not called: it fails like a call would */
+		report_error(e, "exec on_exit", name);
+		lua_pop(L, 4);
+		return;
+	}                                       /* job, name, fn, status, stdout */
 	if (engine_call(e, 2, name) != LUA_OK)  /* job, name[, err] */
 		report_error(e, "exec on_exit", name);
 	lua_pop(L, 2);
