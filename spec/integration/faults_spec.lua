@@ -139,10 +139,8 @@ on("overflow", function(e) log("warning", "overflow lost=" .. tostring(e.lost), 
     local warnings = #lines_matching(r.err, "the kernel dropped events")
     local enobufs = r.stats.enobufs or 0
     assert.is_true(enobufs >= 10, "too few overflows to judge (" .. enobufs .. ")")
-    known_bug("one stderr warning per ENOBUFS, unbounded (the output failure report is every 10 s)", function()
-      assert.is_true(warnings <= 2 + r.seconds / 5,
-        ("%d 'kernel dropped events' warnings in %.1f s for %d overflows"):format(warnings, r.seconds, enobufs))
-    end)
+    assert.is_true(warnings <= 2 + r.seconds / 5,
+      ("%d 'kernel dropped events' warnings in %.1f s for %d overflows"):format(warnings, r.seconds, enobufs))
   end)
 
   -- ---- 2. outputs that fail --------------------------------------------------
@@ -228,10 +226,8 @@ rule { name = "kill-victim", on = "exec", match = { exe = %q }, action = { kill(
       pending("a syslog daemon listens on /dev/log here: nothing is lost")
       return
     end
-    known_bug("syslog(3) lines that reach no syslog daemon are dropped without a counter or a report", function()
-      assert.is_true((r.stats.output_failures or 0) >= 1,
-        "output_failures = " .. tostring(r.stats.output_failures) .. " with no /dev/log")
-    end)
+    assert.is_true((r.stats.output_failures or 0) >= 1,
+      "output_failures = " .. tostring(r.stats.output_failures) .. " with no /dev/log")
   end)
 
   it_root("an exe path that is not UTF-8 still gets its JSON alert (not dropped silently)", function()
@@ -247,13 +243,11 @@ rule { name = "odd-name", on = "exec", match = { exe = %q }, action = alert "ran
     assert.are.equal(0, d:stop(10 * SLOW), d:err())
     local fired = tonumber(d:err():match("odd%-name%s+exec%s+fired (%d+)") or "0")
     assert.are.equal(1, fired, "the rule did not fire:\n" .. d:err())
-    known_bug("sink.c drops a JSON line whose strings are not UTF-8 (json_dumps fails), uncounted", function()
-      local found = lines_matching(d:out(), '"rule":"odd%-name"')
-      local st = d:stats() or {}
-      assert.is_true(#found == 1 or (st.output_failures or 0) >= 1,
-        ("no odd-name line in stdout, output_failures %s"):format(tostring(st.output_failures)))
-      assert.are.equal(1, #found, "the alert was counted as a failure, but not written")
-    end)
+    local found = lines_matching(d:out(), '"rule":"odd%-name"')
+    local st = d:stats() or {}
+    assert.is_true(#found == 1 or (st.output_failures or 0) >= 1,
+      ("no odd-name line in stdout, output_failures %s"):format(tostring(st.output_failures)))
+    assert.are.equal(1, #found, "the alert was counted as a failure, but not written")
   end)
 
   -- ---- 3. processes that vanish before /proc is read -------------------------
