@@ -241,13 +241,16 @@ static int wait_on(struct pw_deny *d, int fd, uint32_t events, uint32_t what)
 }
 
 static void unwatch(struct pw_deny *d, int i)
-{ /* closing the fd takes it out of the epoll set */
+{
+	/* explicitly: close() alone leaves it in the set while an exec()
+	 * child still holds a copy, between its fork and its execve */
+	epoll_ctl(d->ep, EPOLL_CTL_DEL, d->watch[i].fd, NULL);
 	close(d->watch[i].fd);
 	d->watch[i] = d->watch[--d->nwatch];
 }
 
 /* Other mount namespaces (containers): mark their filesystems and watch
- * their mount tables (a change makes their mountinfo POLLPRI). */
+ * their mount tables (a change makes their mountinfo EPOLLPRI). */
 static void scan_namespaces(struct pw_deny *d)
 {
 	char self[64] = "";
@@ -299,7 +302,14 @@ static void scan_namespaces(struct pw_deny *d)
 			if (rc == 0) {
 				d->watch[d->nwatch++] = (struct ns_watch){.ino = sb.st_ino, .pid = (pid_t)pid, .fd = fd};
 			} else {
-				pw_log(PW_LOG_WARNING, "deny: cannot watch %s for mount changes: %s", mi, strerror(-rc));
+				/* gone since readdir: nothing to say; else once (rescans every 2 s) */
+				static bool warned;
+				if (rc != -ENOENT && rc != -ESRCH && !warned) {
+					warned = true;
+					pw_log(PW_LOG_WARNING, "deny: cannot watch %s for mount changes: %s "
+					       "(its new mounts are marked by the rescans, every %d s)",
+					       mi, strerror(-rc), NS_SCAN_MS / 1000);
+				}
 				if (fd >= 0)
 					close(fd);
 			}
@@ -336,6 +346,8 @@ static uint64_t path_hash(const char *p)
 	return h;
 }
 
+_Static_assert((RECENT_MAX & (RECENT_MAX - 1)) == 0, "the ring index wraps with recent_next");
+
 /* The i-th newest entry of the ring (under mu). */
 static struct recent *recent_at(struct pw_deny *d, unsigned i)
 {
@@ -365,17 +377,17 @@ bool deny_exec_seen(struct pw_deny *d, pid_t pid, const char *exe, uint64_t ktim
 			break;
 	for (unsigned i = 0; i < in_window && !decided && known; i++) {
 		struct recent *r = recent_at(d, i);
-		if (r->pid != pid || r->answered_ns > ktime_ns + 1000000)
-			continue; /* another process, or another exec than this event's */
+		if (r->pid != pid || r->answered_ns > ktime_ns)
+			continue; /* another process, or a later exec than this event's */
 		/* the same file; or, the process being gone already (its exe
 		 * unreadable), the same path as captured at the exec event; or,
 		 * nothing captured either, its pid alone: a process gone already
 		 * leaves no kill after exec to make */
 		decided = have_stat ? r->dev == sb.st_dev && r->ino == sb.st_ino : !exe || r->path_hash == h;
 	}
-	if (decided) /* this execve's requests (the binary, its interpreter) are spent */
+	if (decided) /* this execve's requests (the binary, its interpreter) are spent; a later one's are not */
 		for (unsigned i = 0; i < in_window; i++)
-			if (recent_at(d, i)->pid == pid)
+			if (recent_at(d, i)->pid == pid && recent_at(d, i)->answered_ns <= ktime_ns)
 				recent_at(d, i)->pid = 0;
 	pthread_mutex_unlock(&d->mu);
 	return decided;

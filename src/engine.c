@@ -406,14 +406,18 @@ static void exec_done(void *owner, int ref, int status, const char *out, size_t 
 	lua_insert(L, -2);                      /* job, name, fn */
 	lua_pushinteger(L, status);             /* job, name, fn, status */
 	struct exec_out o = {out, len};
-	if (!lua_checkstack(L, 3)) {
+	if (!lua_checkstack(L, 3)) {            /* counted and logged like a failed call */
+		e->st.calls++;
+		e->st.errors++;
+		pw_log(PW_LOG_ERROR, "exec on_exit %s failed: no Lua stack space", name ? name : "?");
 		lua_pop(L, 4);
 		return;
 	}
 	lua_pushcfunction(L, push_exec_out);
 	lua_pushlightuserdata(L, &o);
 	if (lua_pcall(L, 1, 1, 0) != LUA_OK) {  /* job, name, fn, status, err */
-		e->st.errors++; /* on_exit is not called: it fails like a call would */
+		e->st.calls++; /* on_exit is not called: it fails like a call would */
+		e->st.errors++;
 		report_error(e, "exec on_exit", name);
 		lua_pop(L, 4);
 		return;
