@@ -54,17 +54,8 @@ local free_pid = H.free_pid
 local tools -- { session, reuse }
 
 local function build_tools()
-  if tools then return tools end
-  local ts = H.session()
-  local t = { session = ts, reuse = ts:path("reuse") }
-  local words = { "cc", "-O1", "-Wall", "-o", t.reuse, here .. "faults/reuse.c" }
-  local _, err, code = H.exec(words, ts.dir)
-  if code ~= 0 then
-    ts:cleanup()
-    error("cannot build reuse: " .. err)
-  end
-  tools = t
-  return t
+  tools = tools or H.build_tools { reuse = { "-O1", "-Wall", here .. "faults/reuse.c" } }
+  return tools
 end
 
 describe("actions (root)", function()

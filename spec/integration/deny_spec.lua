@@ -69,23 +69,12 @@ rule { name = "no-raw", on = "exec",
 local tools -- { session, raw, driver, memfdexec }: paths in the session dir
 
 local function build_tools()
-  if tools then return tools end
-  local ts = H.session()
-  local t = { session = ts, raw = ts:path("raw"), driver = ts:path("driver"), memfdexec = ts:path("memfdexec") }
-  local steps = {
-    { "cc", "-nostdlib", "-static", "-no-pie", "-o", t.raw, here .. "deny/raw.S" },
-    { "cc", "-O1", "-Wall", "-o", t.driver, here .. "deny/driver.c" },
-    { "cc", "-O1", "-Wall", "-o", t.memfdexec, here .. "deny/memfdexec.c" },
+  tools = tools or H.build_tools {
+    raw = { "-nostdlib", "-static", "-no-pie", here .. "deny/raw.S" },
+    driver = { "-O1", "-Wall", here .. "deny/driver.c" },
+    memfdexec = { "-O1", "-Wall", here .. "deny/memfdexec.c" },
   }
-  for _, words in ipairs(steps) do
-    local _, err, code = H.exec(words, ts.dir)
-    if code ~= 0 then
-      ts:cleanup()
-      error("cannot build " .. words[#words] .. ": " .. err)
-    end
-  end
-  tools = t
-  return t
+  return tools
 end
 
 -- Run the driver: runs, concurrency, hogs, marker dir, victim. Returns the

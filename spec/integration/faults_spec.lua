@@ -47,22 +47,11 @@ end
 local tools -- { session, storm, reuse }
 
 local function build_tools()
-  if tools then return tools end
-  local ts = H.session()
-  local t = { session = ts, storm = ts:path("storm"), reuse = ts:path("reuse") }
-  local steps = {
-    { "cc", "-O1", "-Wall", "-pthread", "-o", t.storm, here .. "faults/storm.c" },
-    { "cc", "-O1", "-Wall", "-o", t.reuse, here .. "faults/reuse.c" },
+  tools = tools or H.build_tools {
+    storm = { "-O1", "-Wall", "-pthread", here .. "faults/storm.c" },
+    reuse = { "-O1", "-Wall", here .. "faults/reuse.c" },
   }
-  for _, words in ipairs(steps) do
-    local _, err, code = H.exec(words, ts.dir)
-    if code ~= 0 then
-      ts:cleanup()
-      error("cannot build " .. words[#words] .. ": " .. err)
-    end
-  end
-  tools = t
-  return t
+  return tools
 end
 
 local free_pid = H.free_pid

@@ -34,6 +34,27 @@ function H.exec(words, dir)
   return out, H.read(errf), code
 end
 
+-- Compile the helper programs of a spec into a session directory of their
+-- own: progs maps a name to the cc arguments (flags, sources); each is
+-- built as DIR/name. Returns { session = that session, name = path, ... };
+-- raises an error (the session cleaned up) when one does not build.
+function H.build_tools(progs)
+  local ts = H.session()
+  local t = { session = ts }
+  for name, args in pairs(progs) do
+    t[name] = ts:path(name)
+    local words = { "cc" }
+    table.move(args, 1, #args, 2, words)
+    words[#words + 1], words[#words + 2] = "-o", t[name]
+    local _, err, code = H.exec(words, ts.dir)
+    if code ~= 0 then
+      ts:cleanup()
+      error("cannot build " .. name .. ": " .. err)
+    end
+  end
+  return t
+end
+
 function H.is_root()
   local out = H.run("id -u")
   return out:match("^%s*(%d+)") == "0"
