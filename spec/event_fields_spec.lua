@@ -366,6 +366,22 @@ describe("a live table whose pid now belongs to another process", function()
   end)
 end)
 
+describe("the exit event of a process", function()
+  -- The kernel sends it once the process is a zombie: a live process with
+  -- its pid is another one, and nothing may be read from it.
+  it("is never valid, even while a live process has its pid", function()
+    local e = event.wrap { type = "exit", pid = MY_PID, tgid = MY_PID, thread = false }
+    assert.is_false(e.valid)
+    assert.is_nil(e.cwd)
+    assert.is_nil(e.env)
+  end)
+
+  it("but a thread's exit leaves its process valid", function()
+    local e = event.wrap { type = "exit", pid = MY_PID + 1, tgid = MY_PID, thread = true }
+    assert.is_true(e.valid)
+  end)
+end)
+
 describe("valid is about now, not about the first time it was read", function()
   it("an event table turns invalid once its process is gone", function()
     local pid, stop = start_sleep()

@@ -307,7 +307,7 @@ static int host_proc_ctx(lua_State *L)
 	struct pw_engine *e = host_engine(L);
 	lua_Integer pid = luaL_checkinteger(L, 1);
 	const struct pw_proc *p = e->cfg.ptable && pid > 0 && pid <= 0x7fffffff
-					  ? ptable_get(e->cfg.ptable, (pid_t)pid)
+					  ? ptable_get_exact(e->cfg.ptable, (pid_t)pid)
 					  : NULL;
 	if (!p)
 		return 0;

@@ -283,13 +283,16 @@ static void deliver(void *arg, struct pw_event *evs, int n)
 	bool pin = engine_wants(d->engine, PW_EV_EXEC);
 	for (int i = 0; i < n; i++) {
 		bool wanted = all_ctx || engine_wants(d->engine, evs[i].type);
-		/* An exec followed by another exec of the same process in this batch:
-		 * /proc already shows the later program, so the earlier one is
-		 * unknown, never the later one's. */
+		/* An exec followed in this batch by another exec of the same
+		 * process, or by the fork of a new process with its pid (it exited
+		 * and the pid was reused): /proc shows a later program, so the
+		 * earlier one is unknown, never the later one's. */
 		bool stale = false;
 		if (evs[i].type == PW_EV_EXEC)
 			for (int j = i + 1; j < n && !stale; j++)
-				stale = evs[j].type == PW_EV_EXEC && evs[j].tgid == evs[i].tgid;
+				stale = (evs[j].type == PW_EV_EXEC && evs[j].tgid == evs[i].tgid) ||
+					(evs[j].type == PW_EV_FORK && evs[j].u.fork.child_tgid == evs[i].tgid &&
+					 evs[j].u.fork.child_pid == evs[j].u.fork.child_tgid);
 		batch_stale[i] = stale;
 		if (pin && evs[i].type == PW_EV_EXEC) { /* pin the process before reading it */
 			int fd = (int)syscall(SYS_pidfd_open, evs[i].tgid, 0);

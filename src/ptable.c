@@ -503,6 +503,24 @@ static int cmp_pid(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* Is a process started at start_time (ticks, /proc) the one p is about? */
+static bool same_start(const struct pw_proc *p, uint64_t start_time)
+{
+	if (p->start_time)
+		return p->start_time == start_time;
+	return !p->start_est || (start_time + 1 >= p->start_est && start_time <= p->start_est + 1);
+}
+
+const struct pw_proc *ptable_get_exact(struct pw_ptable *t, pid_t tgid)
+{
+	struct pw_proc *p = find(t, tgid);
+	struct pw_proc_stat st;
+	if (p && !p->start_time && p->start_est && !p->exited && proc_read_stat(tgid, &st) == 0 &&
+	    same_start(p, st.start_time))
+		p->start_time = st.start_time;
+	return p;
+}
+
 int ptable_scan(struct pw_ptable *t, pw_scan_fn each, void *arg)
 {
 	DIR *d = opendir("/proc");
@@ -524,9 +542,7 @@ int ptable_scan(struct pw_ptable *t, pw_scan_fn each, void *arg)
 		if (proc_read_stat((pid_t)pid, &st) < 0)
 			continue; /* gone meanwhile */
 		struct pw_proc *p = find(t, (pid_t)pid);
-		bool same = p && (p->start_time ? p->start_time == st.start_time
-						 : !p->start_est || (st.start_time + 1 >= p->start_est &&
-								     st.start_time <= p->start_est + 1));
+		bool same = p && same_start(p, st.start_time);
 		bool is_new = !same;
 		if (same && !p->start_time)
 			p->start_time = st.start_time;

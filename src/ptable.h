@@ -99,6 +99,11 @@ typedef void (*pw_scan_fn)(void *arg, const struct pw_proc *p, bool is_new);
 int ptable_scan(struct pw_ptable *t, pw_scan_fn each, void *arg);
 
 const struct pw_proc *ptable_get(struct pw_ptable *t, pid_t tgid);
+/* The same, for a process object that may outlive this moment: an entry
+ * known only from its fork (start time to +-1 tick) gets its exact start
+ * time from /proc now, while its process still runs, so that a pid reused
+ * a tick or more later is told apart. */
+const struct pw_proc *ptable_get_exact(struct pw_ptable *t, pid_t tgid);
 /* Up to cap tgids of live processes whose parent is tgid; returns how many. */
 int ptable_children(struct pw_ptable *t, pid_t tgid, pid_t *out, int cap);
 /* Snapshot of p (p may be NULL: ctx->known = false). */

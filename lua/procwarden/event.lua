@@ -31,9 +31,12 @@ local function fill(e)
 end
 
 -- Is e's process alive (not exited, not a zombie) and still the same
--- process (pid + start time)?
+-- process (pid + start time)? Never on the exit event of a process.
 function fields.valid(e)
   if replayed(e) then return false end
+  -- The kernel sends a process's exit event once it is a zombie: a live
+  -- process with that pid is another one (the pid was reused).
+  if rawget(e, "type") == "exit" and rawget(e, "thread") == false then return false end
   local st = core.proc_stat(e.tgid)
   if st == nil or st.state == "Z" or st.state == "X" then return false end
   fill(e)
