@@ -62,7 +62,7 @@ struct pw_deny {
 	int mountinfo;
 	/* the responder waits on fan, stop_pipe[0], mountinfo and the watched
 	 * namespaces' mountinfo: one epoll set, registered once (a poll(2) of
-	 * every fd per request cost ~7 us here) */
+	 * every fd per request was ~6% of the daemon's CPU in exec_cost) */
 	int ep;
 	pthread_t thread;
 	bool thread_started;
@@ -461,8 +461,8 @@ static int caller_info(struct pw_deny *d, pid_t pid, struct pw_pidfd_info *in)
 }
 
 /* The calling process's ids and parent: PIDFD_GET_INFO where the kernel has
- * it (about 8 us here, 2 us through a kept pidfd, against 19 us for
- * /proc/PID/status), else status. */
+ * it (about 8 us here with its pidfd_open and close, against 19 us for
+ * /proc/PID/status; less through a kept pidfd), else status. */
 static int caller_ids(struct pw_deny *d, pid_t pid, struct pw_proc_status *st)
 {
 	if (!d->no_pidfd_info) {
