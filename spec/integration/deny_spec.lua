@@ -33,6 +33,7 @@ local RUNS = scaled(200, 10)       -- raw victim runs per directory
 local STORM = scaled(150, 20)      -- execs per storm loop in the SIGKILL test
 local VERBOSE = os.getenv("PW_SPEC_VERBOSE")
 local SPIN_DEADLINE_MS = 50         -- --deny-timeout for the spinning `when`
+local SPIN = 'while true do local _ = string.rep("x", 4096) end' -- ended by the 250 ms budget
 local SPIN_DEADLINE = tostring(SPIN_DEADLINE_MS)
 
 local function note(fmt, ...)
@@ -321,13 +322,16 @@ rule { name = "no-hash", on = "exec", match = { sha256 = oneof { %q } },
 
   -- A `when` that never returns: the responder answers at the deadline,
   -- whatever the loop is doing. The deadline must be shorter than the
-  -- budget that ends the spin (250 ms, or 10M VM instructions: ~90 ms on a
-  -- 2020s x86 core), or the call fails first and counts as decided in time.
-  -- The victim is static: one request per exec.
+  -- budget that ends the spin, or the call fails first and counts as
+  -- decided in time. SPIN copies 4 KiB a turn, so the 250 ms time budget
+  -- ends it, not the 10M instructions: a bare `while true do end` spent
+  -- those in 78-88 ms here, yet two runs of this suite saw its budget error
+  -- decide a request before the 50 ms deadline. The victim is static: one
+  -- request per exec.
   local function spin_rules(dir)
     return EXEC_LOGGER .. ([[
 rule { name = "spin", on = "exec", match = { exe = %q },
-  when = function(e) while true do end end,
+  when = function(e) ]] .. SPIN .. [[ end,
   action = { deny(), alert "spun {exe}" } }
 ]]):format(dir .. "/spin*")
   end
@@ -337,7 +341,8 @@ rule { name = "spin", on = "exec", match = { exe = %q },
     -- One bash process (execfail: a failed exec returns) execs one file
     -- twice, by two hard links: first as banned-a, denied at once in C by
     -- "banned-a"; then as banned-b, where "slow" (before "banned-b") spins
-    -- past the deadline, so the answer is late and allows. That exec was
+    -- past the deadline at every pre-exec decision (however many there
+    -- were before), so the answer is late and allows. That exec was
     -- decided by nobody: its exec event must run "banned-b", which kills
     -- it. (The denial of the same file to the same process must not stand
     -- for it.)
@@ -346,11 +351,10 @@ rule { name = "spin", on = "exec", match = { exe = %q },
     assert(os.execute(("ln %s %s"):format(H.q(a), H.q(b))))
     local rules = s:rules("late.lua", EXEC_LOGGER .. ([[
 rule { name = "banned-a", on = "exec", match = { exe = %q }, action = { deny() } }
-local calls = 0
 rule { name = "slow", on = "exec", match = { exe = %q },
+  -- spins before the exec (the new argv is not known yet), never after it
   when = function(e)
-    calls = calls + 1
-    if calls == 1 then while true do end end
+    if e.argv == nil then ]] .. SPIN .. [[ end
     return false
   end,
   action = { deny() } }
