@@ -124,13 +124,7 @@ local function out_of(d)
   return table.concat(keep, "\n") .. "\n"
 end
 
-local function lines_matching(text, pattern)
-  local found = {}
-  for line in text:gmatch("[^\n]+") do
-    if line:find(pattern) then found[#found + 1] = line end
-  end
-  return found
-end
+local lines_matching = H.lines_matching
 
 -- Escape a literal for a Lua pattern / for a grep -E regex (wait_out).
 local function lit(s) return (s:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0")) end
