@@ -126,8 +126,8 @@ void api_count_refusal(void)
 	st.signals_refused++;
 }
 
-int api_signal(pid_t pid, uint64_t start_time, bool approx, int sig, const char *rule, const char **why,
-	       uint64_t *sent_ns)
+int api_signal(pid_t pid, uint64_t start_time, uint64_t pid_ino, bool approx, int sig, const char *rule,
+	       const char **why, uint64_t *sent_ns)
 {
 	*why = NULL;
 	if (pid <= 1) {
@@ -190,6 +190,9 @@ int api_signal(pid_t pid, uint64_t start_time, bool approx, int sig, const char 
 	}
 	bool same = !start_time || (approx ? ps.start_time + 1 >= start_time && ps.start_time <= start_time + 1
 					   : ps.start_time == start_time);
+	uint64_t ino; /* where the process is known exactly (pidfs), also within one tick */
+	if (same && pid_ino && proc_pidfd_ino(fd, &ino) == 0)
+		same = ino == pid_ino;
 	if (!same) {
 		close(fd);
 		st.signals_refused++;

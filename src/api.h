@@ -22,12 +22,13 @@ struct pw_api_stats {
 
 /* Signal pid through a pidfd, after checking that it is still the process
  * that started at start_time (clock ticks; 0 = not known; approx: known to
- * a tick either way, from a fork event's time). Refuses pid 1,
+ * a tick either way, from a fork event's time) and, where pid_ino is known
+ * (pidfs, proc_pidfd_ino), that it is that very process. Refuses pid 1,
  * procwarden itself and kernel threads. Returns 0, or -errno with *why set
  * to a short reason ("refused: kernel thread", "process changed (pid
  * reused)", strerror ...). *sent_ns: CLOCK_MONOTONIC just after sending. */
-int api_signal(pid_t pid, uint64_t start_time, bool approx, int sig, const char *rule, const char **why,
-	       uint64_t *sent_ns);
+int api_signal(pid_t pid, uint64_t start_time, uint64_t pid_ino, bool approx, int sig, const char *rule,
+	       const char **why, uint64_t *sent_ns);
 /* A refusal decided elsewhere (protect{}): counted with the others. */
 void api_count_refusal(void);
 

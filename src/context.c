@@ -120,6 +120,8 @@ int ctx_fill(lua_State *L)
 		set_int(L, "start_time", (lua_Integer)c->start_time);
 	else if (c->start_est) /* known from the fork event's time, to a tick */
 		set_int(L, "_start_est", (lua_Integer)c->start_est);
+	if (c->pid_ino) /* the process exactly (pidfs): what kill() checks first */
+		set_int(L, "_pid_ino", (lua_Integer)c->pid_ino);
 	if (c->creds_known && !ids_given) {
 		set_int(L, "uid", c->ruid);
 		set_int(L, "euid", c->euid);

@@ -352,7 +352,7 @@ static int host_sha256(lua_State *L)
 	return 1;
 }
 
-/* host.signal(pid, start_time|nil, sig, approx?) -> true, nil, sent_ns | nil, why */
+/* host.signal(pid, start_time|nil, sig, approx?, rule?, pid_ino?) -> true, nil, sent_ns | nil, why */
 static int host_signal(lua_State *L)
 {
 	lua_Integer pid = luaL_checkinteger(L, 1);
@@ -360,11 +360,12 @@ static int host_signal(lua_State *L)
 	lua_Integer sig = luaL_checkinteger(L, 3);
 	bool approx = lua_toboolean(L, 4);
 	const char *rule = lua_tostring(L, 5); /* the rule sending, whose signal C may have sent already */
+	lua_Integer ino = luaL_optinteger(L, 6, 0); /* pidfs inode: the process exactly, where known */
 	luaL_argcheck(L, sig >= 0 && sig < 65, 3, "not a signal number");
 	const char *why = NULL;
 	uint64_t sent = 0;
 	int r = pid > 0 && pid <= 0x7fffffff
-			? api_signal((pid_t)pid, (uint64_t)start, approx, (int)sig, rule, &why, &sent)
+			? api_signal((pid_t)pid, (uint64_t)start, (uint64_t)ino, approx, (int)sig, rule, &why, &sent)
 			: (why = "refused: not a process id", -EINVAL);
 	if (r < 0) {
 		lua_pushnil(L);

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -331,6 +333,26 @@ int proc_pidfd_info(int pidfd, struct pw_pidfd_info *out)
 	out->egid = k.egid;
 	out->has_cgroupid = (k.mask & PW_PIDFD_INFO_CGROUPID) != 0;
 	out->cgroupid = out->has_cgroupid ? k.cgroupid : 0;
+	return 0;
+}
+
+#define PW_PIDFS_MAGIC 0x50494446 /* "PIDF" */
+
+int proc_pidfd_ino(int pidfd, uint64_t *ino)
+{
+	static int pidfs = -1; /* not checked yet; then 1 or 0 */
+	if (pidfs < 0) {
+		struct statfs fs;
+		if (fstatfs(pidfd, &fs) < 0)
+			return -errno;
+		pidfs = fs.f_type == PW_PIDFS_MAGIC;
+	}
+	if (!pidfs)
+		return -ENOTSUP;
+	struct stat sb;
+	if (fstat(pidfd, &sb) < 0)
+		return -errno;
+	*ino = (uint64_t)sb.st_ino;
 	return 0;
 }
 

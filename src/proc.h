@@ -58,6 +58,11 @@ int proc_pidfd_open(pid_t pid);
 /* PIDFD_GET_INFO on pidfd: 0, -ESRCH once the process is reaped, or
  * -ENOTTY/-EINVAL/-EOPNOTSUPP where the kernel lacks it. */
 int proc_pidfd_info(int pidfd, struct pw_pidfd_info *out);
+/* The pidfs inode number of pidfd's process: unique to it for the life of
+ * the system (Linux 6.9+, where pidfds live on pidfs; a pid number is
+ * reused, this is not). 0, or -ENOTSUP on older kernels (an anonymous
+ * inode shared by every pidfd). */
+int proc_pidfd_ino(int pidfd, uint64_t *ino);
 /* The /proc start-time clock (ticks since boot, CLOCK_BOOTTIME) at a
  * kernel event's CLOCK_MONOTONIC timestamp. */
 uint64_t proc_ticks_at(uint64_t ktime_ns);

@@ -279,6 +279,11 @@ static bool capture_rest(struct pw_ptable *t, struct pw_proc *p, uint64_t exec_t
 		p->pgid = st.pgid;
 		p->sid = st.sid;
 		p->start_time = st.start_time;
+		uint64_t ino; /* the pidfd is of the process this stat is of (read after it) */
+		if (pidfd >= 0 && proc_pidfd_ino(pidfd, &ino) == 0) {
+			p->pid_ino = ino;
+			p->pinned_once = true;
+		}
 		memcpy(p->comm, st.comm, sizeof p->comm);
 		if (p->img && !p->img->tty[0])
 			proc_tty_name(st.tty_nr, p->img->tty, sizeof p->img->tty);
@@ -369,6 +374,7 @@ void ptable_ctx_of(const struct pw_proc *p, struct pw_ctx *ctx)
 	ctx->sid = p->sid;
 	ctx->start_time = p->start_time;
 	ctx->start_est = p->start_est;
+	ctx->pid_ino = p->pid_ino;
 	ctx->ruid = p->ruid;
 	ctx->euid = p->euid;
 	ctx->rgid = p->rgid;
@@ -514,10 +520,20 @@ static bool same_start(const struct pw_proc *p, uint64_t start_time)
 const struct pw_proc *ptable_get_exact(struct pw_ptable *t, pid_t tgid)
 {
 	struct pw_proc *p = find(t, tgid);
+	if (!p || p->exited || p->pinned_once || (!p->start_time && !p->start_est))
+		return p;
+	p->pinned_once = true;
+	/* Pinned first: the stat read is then of the process the pidfd holds. */
+	int fd = proc_pidfd_open(tgid);
 	struct pw_proc_stat st;
-	if (p && !p->start_time && p->start_est && !p->exited && proc_read_stat(tgid, &st) == 0 &&
-	    same_start(p, st.start_time))
+	if (fd >= 0 && proc_read_stat(tgid, &st) == 0 && same_start(p, st.start_time)) {
 		p->start_time = st.start_time;
+		uint64_t ino;
+		if (proc_pidfd_ino(fd, &ino) == 0)
+			p->pid_ino = ino;
+	}
+	if (fd >= 0)
+		close(fd);
 	return p;
 }
 

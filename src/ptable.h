@@ -32,9 +32,11 @@ struct pw_proc {
 	pid_t tgid, ppid, pgid, sid;
 	uint64_t start_time; /* clock ticks since boot; 0 = not known yet */
 	uint64_t start_est;  /* from the fork event's time, +-1 tick (start_time unknown) */
+	uint64_t pid_ino;    /* pidfs inode of the process (Linux 6.9+): exact identity; 0 = unknown */
 	uint32_t ruid, euid, rgid, egid;
 	bool creds_known;
 	bool exited;
+	bool pinned_once; /* identity read through a pidfd (exec capture, ptable_get_exact) */
 	bool needs_rest; /* exec seen, ids and cgroup not read yet */
 	pid_t tracer; /* tgid of the tracer, 0 = none */
 	char comm[PW_COMM_LEN + 1];
@@ -48,6 +50,7 @@ struct pw_ctx {
 	pid_t tgid, ppid, pgid, sid;
 	uint64_t start_time;
 	uint64_t start_est;
+	uint64_t pid_ino;
 	uint32_t ruid, euid, rgid, egid;
 	bool creds_known;
 	bool has_prev; /* uid/gid events: the ids before the change */

@@ -90,7 +90,7 @@ local function send(p, sig, verb, state, e, r)
   event.fill(p)
   local start, approx = event.raw(p, "start_time"), false
   if start == nil then start, approx = event.raw(p, "_start_est"), true end
-  local ok, why, sent_ns = host.signal(pid, start, sig, approx, r and r.name)
+  local ok, why, sent_ns = host.signal(pid, start, sig, approx, r and r.name, event.raw(p, "_pid_ino"))
   if ok then
     local lat, extra = "", { pid = pid, signal = sig }
     local kt = e and event.raw(e, "ktime_ns")

@@ -55,6 +55,13 @@ function H.build_tools(progs)
   return t
 end
 
+-- Is the running kernel at least major.minor?
+function H.kernel_at_least(major, minor)
+  local a, b = H.run("uname -r"):match("^(%d+)%.(%d+)")
+  a, b = tonumber(a), tonumber(b)
+  return a ~= nil and (a > major or (a == major and b >= minor))
+end
+
 function H.is_root()
   local out = H.run("id -u")
   return out:match("^%s*(%d+)") == "0"
