@@ -88,13 +88,41 @@ void api_pidfds_clear(void)
 	nbatch_fds = 0;
 }
 
-/* The batch entry for pid (the latest one), or -1. */
-static int batch_entry(pid_t pid, uint64_t start_time)
+void api_pidfd_forget(pid_t tgid)
 {
 	for (int i = nbatch_fds - 1; i >= 0; i--)
-		if (batch_fds[i].tgid == pid)
-			return !start_time || start_time == batch_fds[i].start_time ? i : -1;
+		if (batch_fds[i].tgid == tgid) {
+			close(batch_fds[i].fd);
+			batch_fds[i] = batch_fds[--nbatch_fds];
+			return;
+		}
+}
+
+/* The batch entry for pid (the latest one) if it is the process that
+ * started at start_time (0: any; approx: to a tick), or -1. A pin whose
+ * start is not known serves only a caller that knows none either: the
+ * others are checked the slow way. */
+static int batch_entry(pid_t pid, uint64_t start_time, bool approx)
+{
+	for (int i = nbatch_fds - 1; i >= 0; i--) {
+		if (batch_fds[i].tgid != pid)
+			continue;
+		uint64_t b = batch_fds[i].start_time;
+		if (!start_time)
+			return i;
+		if (!b)
+			return -1;
+		return (approx ? b + 1 >= start_time && b <= start_time + 1 : b == start_time) ? i : -1;
+	}
 	return -1;
+}
+
+/* Is the process behind pidfd the one of pidfs inode pid_ino (0: not
+ * known, yes)? */
+static bool same_ino(int pidfd, uint64_t pid_ino)
+{
+	uint64_t ino;
+	return !pid_ino || proc_pidfd_ino(pidfd, &ino) != 0 || ino == pid_ino;
 }
 
 static const char *signal_error(int e)
@@ -104,7 +132,7 @@ static const char *signal_error(int e)
 
 int api_presignal(pid_t tgid, int sig, const char *rule)
 {
-	int i = batch_entry(tgid, 0);
+	int i = batch_entry(tgid, 0, false);
 	if (i < 0 || tgid <= 1 || tgid == getpid() || batch_fds[i].presig)
 		return -1; /* not pinned here, or refused: the rule's own send decides */
 	int r = (int)syscall(SYS_pidfd_send_signal, batch_fds[i].fd, sig, NULL, 0);
@@ -140,16 +168,25 @@ int api_signal(pid_t pid, uint64_t start_time, uint64_t pid_ino, bool approx, in
 		*why = "refused: procwarden itself";
 		return -EPERM;
 	}
-	int i = batch_entry(pid, approx ? 0 : start_time);
-	if (i >= 0 && batch_fds[i].presig == sig && rule && strcmp(rule, batch_fds[i].pre_rule) == 0) {
-		/* this rule's signal, sent already from C (api_presignal) */
-		batch_fds[i].presig = -1; /* reported once */
+	/* This rule's signal, sent already from C (api_presignal) to this
+	 * batch's pin of pid (the exec's process: a stale exec is not pinned):
+	 * reported once, even when the process died before its start time
+	 * was read. */
+	int k = batch_entry(pid, 0, false);
+	if (k >= 0 && batch_fds[k].presig == sig && rule && strcmp(rule, batch_fds[k].pre_rule) == 0) {
+		batch_fds[k].presig = -1;
 		if (sent_ns)
-			*sent_ns = batch_fds[i].pre_sent_ns;
-		if (batch_fds[i].pre_err == 0)
+			*sent_ns = batch_fds[k].pre_sent_ns;
+		if (batch_fds[k].pre_err == 0)
 			return 0;
-		*why = signal_error(batch_fds[i].pre_err);
-		return -batch_fds[i].pre_err;
+		*why = signal_error(batch_fds[k].pre_err);
+		return -batch_fds[k].pre_err;
+	}
+	int i = batch_entry(pid, start_time, approx);
+	if (i >= 0 && !same_ino(batch_fds[i].fd, pid_ino)) {
+		st.signals_refused++;
+		*why = "process changed (pid reused)";
+		return -ESRCH;
 	}
 	if (i >= 0) { /* the hot path: pinned when the exec event arrived */
 		int r = (int)syscall(SYS_pidfd_send_signal, batch_fds[i].fd, sig, NULL, 0);
@@ -190,9 +227,7 @@ int api_signal(pid_t pid, uint64_t start_time, uint64_t pid_ino, bool approx, in
 	}
 	bool same = !start_time || (approx ? ps.start_time + 1 >= start_time && ps.start_time <= start_time + 1
 					   : ps.start_time == start_time);
-	uint64_t ino; /* where the process is known exactly (pidfs), also within one tick */
-	if (same && pid_ino && proc_pidfd_ino(fd, &ino) == 0)
-		same = ino == pid_ino;
+	same = same && same_ino(fd, pid_ino); /* where known exactly (pidfs), also within one tick */
 	if (!same) {
 		close(fd);
 		st.signals_refused++;

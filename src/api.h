@@ -29,6 +29,9 @@ struct pw_api_stats {
  * reused)", strerror ...). *sent_ns: CLOCK_MONOTONIC just after sending. */
 int api_signal(pid_t pid, uint64_t start_time, uint64_t pid_ino, bool approx, int sig, const char *rule,
 	       const char **why, uint64_t *sent_ns);
+/* The batch's pin of tgid is not its exec's process (a later process took
+ * the pid before it was pinned): closed and forgotten. */
+void api_pidfd_forget(pid_t tgid);
 /* A refusal decided elsewhere (protect{}): counted with the others. */
 void api_count_refusal(void);
 

@@ -356,11 +356,11 @@ static int host_sha256(lua_State *L)
 static int host_signal(lua_State *L)
 {
 	lua_Integer pid = luaL_checkinteger(L, 1);
-	lua_Integer start = luaL_optinteger(L, 2, 0);
+	lua_Integer start = lua_tointeger(L, 2); /* 0 (not known) unless an integer: never raises */
 	lua_Integer sig = luaL_checkinteger(L, 3);
 	bool approx = lua_toboolean(L, 4);
 	const char *rule = lua_tostring(L, 5); /* the rule sending, whose signal C may have sent already */
-	lua_Integer ino = luaL_optinteger(L, 6, 0); /* pidfs inode: the process exactly, where known */
+	lua_Integer ino = lua_tointeger(L, 6); /* pidfs inode: the process exactly, where known (else 0) */
 	luaL_argcheck(L, sig >= 0 && sig < 65, 3, "not a signal number");
 	const char *why = NULL;
 	uint64_t sent = 0;

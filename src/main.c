@@ -284,17 +284,19 @@ static void deliver(void *arg, struct pw_event *evs, int n)
 	for (int i = 0; i < n; i++) {
 		bool wanted = all_ctx || engine_wants(d->engine, evs[i].type);
 		/* An exec followed in this batch by another exec of the same
-		 * process, or by the fork of a new process with its pid (it exited
-		 * and the pid was reused): /proc shows a later program, so the
-		 * earlier one is unknown, never the later one's. */
-		bool stale = false;
+		 * process, or by the fork of a process or thread with its pid (it
+		 * exited and the pid was reused): /proc shows a later program, so
+		 * the earlier one is unknown, never the later one's; a reused pid
+		 * is not even pinned (the pin would be the other process). */
+		bool stale = false, reused = false;
 		if (evs[i].type == PW_EV_EXEC)
-			for (int j = i + 1; j < n && !stale; j++)
-				stale = (evs[j].type == PW_EV_EXEC && evs[j].tgid == evs[i].tgid) ||
-					(evs[j].type == PW_EV_FORK && evs[j].u.fork.child_tgid == evs[i].tgid &&
-					 evs[j].u.fork.child_pid == evs[j].u.fork.child_tgid);
+			for (int j = i + 1; j < n && !reused; j++) {
+				stale |= evs[j].type == PW_EV_EXEC && evs[j].tgid == evs[i].tgid;
+				reused = evs[j].type == PW_EV_FORK && evs[j].u.fork.child_pid == evs[i].tgid;
+			}
+		stale |= reused;
 		batch_stale[i] = stale;
-		if (pin && evs[i].type == PW_EV_EXEC) { /* pin the process before reading it */
+		if (pin && evs[i].type == PW_EV_EXEC && !reused) { /* pin the process before reading it */
 			int fd = (int)syscall(SYS_pidfd_open, evs[i].tgid, 0);
 			/* its start time once the table has it (api_pidfd_set_start) */
 			if (fd >= 0 && api_pidfd_add(evs[i].tgid, fd, 0)) {
@@ -322,8 +324,11 @@ static void deliver(void *arg, struct pw_event *evs, int n)
 		for (int i = 0; i < n; i++)
 			engine_dispatch_fast(d->engine, &evs[i], &batch_ctx[i], batch_predecided[i]);
 	for (int i = 0; i < n; i++)
-		if (!batch_stale[i]) /* the rest belongs to the later exec; ids through the pin */
-			ptable_complete(d->ptable, &evs[i], &batch_ctx[i], batch_pidfd[i]);
+		if (!batch_stale[i] && /* the rest belongs to the later exec; ids through the pin */
+		    !ptable_complete(d->ptable, &evs[i], &batch_ctx[i], batch_pidfd[i]) && batch_pidfd[i] >= 0) {
+			api_pidfd_forget(evs[i].tgid); /* the pin is a later process: no kill goes through it */
+			batch_pidfd[i] = -1;
+		}
 	for (int i = 0; i < n; i++) {
 		const struct pw_event *ev = &evs[i];
 		d->seen += counted(d, ev);

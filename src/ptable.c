@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "proc.h"
@@ -31,6 +32,7 @@ struct pw_ptable {
 	struct pw_proc *bucket[NBUCKETS];
 	size_t max_entries;
 	int pidfd_info; /* PIDFD_GET_INFO: 0 not tried yet, 1 works, -1 not here */
+	bool no_pidfs;  /* pidfds share one anonymous inode here (before 6.9): no pid_ino */
 	struct cg_path cg[CG_SLOTS];
 	/* the exe the hot path read already (ptable_exe_hint), for the next capture of hint_tgid */
 	pid_t hint_tgid;
@@ -252,6 +254,23 @@ static void read_status_ids(struct pw_proc *p)
  * while the process is not reaped, so a success also says the stat read
  * before it was this process's (its pid could not be reused meanwhile). The
  * cgroup path is then looked up by id (read from /proc once per cgroup). */
+/* p's pidfs inode from pidfd, opened before p's /proc stat was read: if
+ * the pidfd's process still lives after that read, the stat was its (a
+ * pid is not reused before its process is reaped). */
+static void pin_identity(struct pw_ptable *t, struct pw_proc *p, int pidfd)
+{
+	uint64_t ino;
+	if (pidfd < 0 || t->no_pidfs || syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) != 0)
+		return;
+	int r = proc_pidfd_ino(pidfd, &ino);
+	if (r == -ENOTSUP)
+		t->no_pidfs = true;
+	if (r == 0) {
+		p->pid_ino = ino;
+		p->pinned_once = true;
+	}
+}
+
 static bool capture_rest(struct pw_ptable *t, struct pw_proc *p, uint64_t exec_ticks, int pinned)
 {
 	struct pw_proc_stat st;
@@ -279,11 +298,9 @@ static bool capture_rest(struct pw_ptable *t, struct pw_proc *p, uint64_t exec_t
 		p->pgid = st.pgid;
 		p->sid = st.sid;
 		p->start_time = st.start_time;
-		uint64_t ino; /* the pidfd is of the process this stat is of (read after it) */
-		if (pidfd >= 0 && proc_pidfd_ino(pidfd, &ino) == 0) {
-			p->pid_ino = ino;
-			p->pinned_once = true;
-		}
+		p->pid_ino = 0; /* of the process this start time is of, or none */
+		p->pinned_once = false;
+		pin_identity(t, p, pidfd);
 		memcpy(p->comm, st.comm, sizeof p->comm);
 		if (p->img && !p->img->tty[0])
 			proc_tty_name(st.tty_nr, p->img->tty, sizeof p->img->tty);
@@ -334,22 +351,23 @@ static void capture(struct pw_ptable *t, struct pw_proc *p)
 	capture_rest(t, p, 0, -1);
 }
 
-void ptable_complete(struct pw_ptable *t, const struct pw_event *ev, struct pw_ctx *ctx, int pidfd)
+bool ptable_complete(struct pw_ptable *t, const struct pw_event *ev, struct pw_ctx *ctx, int pidfd)
 {
 	if (ev->type != PW_EV_EXEC)
-		return;
+		return true;
 	struct pw_proc *p = find(t, ev->tgid);
 	if (!p || !p->needs_rest)
-		return;
+		return true;
 	if (!capture_rest(t, p, proc_ticks_at(ev->ktime_ns), pidfd)) {
 		if (ctx) { /* the captured image was a later process's */
 			image_unref(ctx->img);
 			ctx->img = NULL;
 		}
-		return;
+		return false;
 	}
 	if (ctx && ctx->known) {
 		ctx->start_time = p->start_time;
+		ctx->pid_ino = p->pid_ino;
 		ctx->pgid = p->pgid;
 		ctx->sid = p->sid;
 		memcpy(ctx->comm, p->comm, sizeof ctx->comm);
@@ -360,6 +378,7 @@ void ptable_complete(struct pw_ptable *t, const struct pw_event *ev, struct pw_c
 		ctx->creds_known = p->creds_known;
 		ctx->ppid = p->ppid;
 	}
+	return true;
 }
 
 void ptable_ctx_of(const struct pw_proc *p, struct pw_ctx *ctx)
@@ -520,20 +539,21 @@ static bool same_start(const struct pw_proc *p, uint64_t start_time)
 const struct pw_proc *ptable_get_exact(struct pw_ptable *t, pid_t tgid)
 {
 	struct pw_proc *p = find(t, tgid);
-	if (!p || p->exited || p->pinned_once || (!p->start_time && !p->start_est))
+	/* at most once per entry; with an exact start time, only for the inode */
+	if (!p || p->exited || p->pinned_once || (!p->start_time && !p->start_est) ||
+	    (p->start_time && t->no_pidfs))
 		return p;
-	p->pinned_once = true;
-	/* Pinned first: the stat read is then of the process the pidfd holds. */
 	int fd = proc_pidfd_open(tgid);
+	if (fd == -ESRCH)
+		p->pinned_once = true; /* gone: nothing to pin, ever */
+	if (fd < 0)
+		return p;
 	struct pw_proc_stat st;
-	if (fd >= 0 && proc_read_stat(tgid, &st) == 0 && same_start(p, st.start_time)) {
+	if (proc_read_stat(tgid, &st) == 0 && same_start(p, st.start_time)) {
 		p->start_time = st.start_time;
-		uint64_t ino;
-		if (proc_pidfd_ino(fd, &ino) == 0)
-			p->pid_ino = ino;
+		pin_identity(t, p, fd);
 	}
-	if (fd >= 0)
-		close(fd);
+	close(fd);
 	return p;
 }
 

@@ -90,7 +90,8 @@ void ptable_exe_hint(struct pw_ptable *t, pid_t tgid, const char *exe);
  * exec's process opened when its event was received (before its exe was
  * read), or -1: used instead of opening one (ids and cgroup id come from
  * PIDFD_GET_INFO on it), not closed. */
-void ptable_complete(struct pw_ptable *t, const struct pw_event *ev, struct pw_ctx *ctx, int pidfd);
+bool ptable_complete(struct pw_ptable *t, const struct pw_event *ev, struct pw_ctx *ctx, int pidfd);
+/* (false: /proc showed a later process at the pid, pidfd is that one's) */
 /* After the event was dispatched: drop a process that exited. */
 void ptable_retire(struct pw_ptable *t, const struct pw_event *ev);
 
