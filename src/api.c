@@ -75,16 +75,22 @@ void api_pidfd_set_start(pid_t tgid, uint64_t start_time)
 		}
 }
 
+/* Close batch entry i; a signal C sent through it that its rule never
+ * reported is counted and logged. */
+static void batch_close(int i)
+{
+	if (batch_fds[i].presig > 0) {
+		st.signals_unreported++;
+		pw_log(PW_LOG_WARNING, "signal %d sent to pid %d by rule %s at its exec was not reported by the rule",
+		       batch_fds[i].presig, (int)batch_fds[i].tgid, batch_fds[i].pre_rule);
+	}
+	close(batch_fds[i].fd);
+}
+
 void api_pidfds_clear(void)
 {
-	for (int i = 0; i < nbatch_fds; i++) {
-		if (batch_fds[i].presig > 0) { /* sent from C, never reported by its rule */
-			st.signals_unreported++;
-			pw_log(PW_LOG_WARNING, "signal %d sent to pid %d by rule %s at its exec was not reported by the rule",
-			       batch_fds[i].presig, (int)batch_fds[i].tgid, batch_fds[i].pre_rule);
-		}
-		close(batch_fds[i].fd);
-	}
+	for (int i = 0; i < nbatch_fds; i++)
+		batch_close(i);
 	nbatch_fds = 0;
 }
 
@@ -92,7 +98,7 @@ void api_pidfd_forget(pid_t tgid)
 {
 	for (int i = nbatch_fds - 1; i >= 0; i--)
 		if (batch_fds[i].tgid == tgid) {
-			close(batch_fds[i].fd);
+			batch_close(i);
 			batch_fds[i] = batch_fds[--nbatch_fds];
 			return;
 		}
