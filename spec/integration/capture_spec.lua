@@ -39,11 +39,7 @@ end)
 local function dump(d) return "\n--- stdout:\n" .. d:out():sub(-6000) .. "\n--- stderr:\n" .. d:err() end
 
 -- "k=v k=v ..." words of a message into a table.
-local function kv(msg)
-  local t = {}
-  for k, v in msg:gmatch("([%w_%.]+)=(%S*)") do t[k] = v end
-  return t
-end
+local kv = H.kv
 
 -- The "cg" lines the daemon wrote, by mark (the last one of a mark: for
 -- setpriv, the exec after its setresuid).

@@ -54,11 +54,7 @@ local function find(d, prefix, pid)
 end
 
 -- "k=v k=v ..." words of a message into a table (values have no spaces).
-local function kv(msg)
-  local t = {}
-  for k, v in msg:gmatch("([%w_%.]+)=(%S*)") do t[k] = v end
-  return t
-end
+local kv = H.kv
 
 local function unhex(s)
   return (s:gsub("%x%x", function(h) return string.char(tonumber(h, 16)) end))

@@ -299,6 +299,13 @@ function H.known_bug(pending, note, fn)
   pending(("known bug: %s (%s)"):format(note, first))
 end
 
+-- The key=value words of a log message, as a table (values up to a space).
+function H.kv(msg)
+  local t = {}
+  for k, v in msg:gmatch("([%w_%.]+)=(%S*)") do t[k] = v end
+  return t
+end
+
 -- The lines of text that match a Lua pattern.
 function H.lines_matching(text, pattern)
   local found = {}
