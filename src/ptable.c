@@ -227,19 +227,25 @@ static void image_set_cgroup(struct pw_image *img, const char *path, size_t len)
 	}
 }
 
+/* The ids a capture read (PIDFD_GET_INFO or /proc/PID/status), and the
+ * parent where the stat read gave none. */
+static void set_creds(struct pw_proc *p, uint32_t ruid, uint32_t euid, uint32_t rgid, uint32_t egid, pid_t ppid)
+{
+	p->ruid = ruid;
+	p->euid = euid;
+	p->rgid = rgid;
+	p->egid = egid;
+	p->creds_known = true;
+	if (!p->ppid)
+		p->ppid = ppid;
+}
+
 /* ids from /proc/PID/status (kernels without PIDFD_GET_INFO). */
 static void read_status_ids(struct pw_proc *p)
 {
 	struct pw_proc_status ids;
-	if (proc_read_status(p->tgid, &ids) == 0) {
-		p->ruid = ids.ruid;
-		p->euid = ids.euid;
-		p->rgid = ids.rgid;
-		p->egid = ids.egid;
-		p->creds_known = true;
-		if (!p->ppid)
-			p->ppid = ids.ppid;
-	}
+	if (proc_read_status(p->tgid, &ids) == 0)
+		set_creds(p, ids.ruid, ids.euid, ids.rgid, ids.egid, ids.ppid);
 }
 
 /* The rest of an exec: stat (start time, parents, comm, tty), ids and
@@ -311,13 +317,7 @@ static bool capture_rest(struct pw_ptable *t, struct pw_proc *p, uint64_t exec_t
 	bool reaped = ir == -ESRCH && !(have_stat && st.ppid == 0);
 	if (ir == 0) {
 		t->pidfd_info = 1;
-		p->ruid = info.ruid;
-		p->euid = info.euid;
-		p->rgid = info.rgid;
-		p->egid = info.egid;
-		p->creds_known = true;
-		if (!p->ppid)
-			p->ppid = info.ppid;
+		set_creds(p, info.ruid, info.euid, info.rgid, info.egid, info.ppid);
 	} else if (!reaped) {
 		if (t->pidfd_info == 0 && ir != -ESRCH && ir != -EMFILE && ir != -ENFILE && ir != -ENOMEM)
 			t->pidfd_info = -1; /* no pidfds or no PIDFD_GET_INFO here */
