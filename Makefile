@@ -9,6 +9,8 @@ FUZZ_SECONDS ?= 20
 PKGS      := lua5.4 libmnl jansson libcrypto
 DEB_PKGS  := build-essential clang pkg-config lua5.4 liblua5.4-dev libev-dev libmnl-dev \
              libjansson-dev libssl-dev lua-busted lua-check lua-dkjson
+# the adversary specs build a small FUSE server (libfuse3) to attack the daemon with
+SPEC_PKGS := libfuse3-dev fuse3
 
 # libev ships no .pc file on Debian: find its header and library directly.
 EV_HDR    := $(firstword $(wildcard /usr/include/ev.h /usr/include/libev/ev.h))
@@ -43,6 +45,7 @@ deps:
 	command -v luacheck >/dev/null || missing="$$missing lua-check"; \
 	$(LUA) -e 'require "dkjson"' 2>/dev/null || missing="$$missing lua-dkjson"; \
 	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
+	pkg-config --exists fuse3 2>/dev/null && command -v fusermount3 >/dev/null || missing="$$missing $(SPEC_PKGS)"; \
 	[ -z "$(NEED_CLANG)" ] || command -v clang >/dev/null || missing="$$missing clang libclang-rt-dev"; \
 	if [ -n "$$missing" ]; then \
 	  echo "make deps: installing $$missing"; \
