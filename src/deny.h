@@ -40,6 +40,8 @@ struct pw_deny_req {
 	unsigned exe_mode;
 	dev_t dev;
 	ino_t ino;
+	char exe_fs[32];     /* filesystem type of the file ("ext4", "tmpfs", "fuse.sshfs" ...), "" unknown */
+	char exe_error[48];  /* why exe (or its attributes) could not be read: "ENAMETOOLONG" ..., "" when read */
 	/* the caller's ids as the responder read them (have_ids): the Lua
 	 * decision sees the same */
 	bool have_ids;

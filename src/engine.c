@@ -536,6 +536,13 @@ static int host_prekill_off(lua_State *L)
 	return 0;
 }
 
+/* host.budget_check(): raises the budget error when the running call is
+ * past its time budget (for the sandbox's wrappers of long C functions). */
+static int host_budget_check(lua_State *L)
+{
+	return 0; /* TODO(rule-runtime helper): check the clock against the budget */
+}
+
 static int open_host(lua_State *L)
 {
 	static const luaL_Reg funcs[] = {
@@ -543,6 +550,7 @@ static int open_host(lua_State *L)
 		{"now", host_now},     {"stats", host_stats},       {"proc_ctx", host_proc_ctx},
 		{"sha256", host_sha256}, {"signal", host_signal},   {"exec", host_exec},
 		{"children", host_children}, {"refused", host_refused}, {"prekill_off", host_prekill_off},
+		{"budget_check", host_budget_check},
 		{NULL, NULL},
 	};
 	luaL_newlibtable(L, funcs);
