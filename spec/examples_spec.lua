@@ -5,7 +5,8 @@
 -- exactly which rules fired how often, which pids were alerted on and
 -- which were killed; then that the real daemon, replaying the same fixture,
 -- agrees; that every example passes --check; and that the embedded default
--- policy stays alert-only.
+-- policy stays alert-only. The rules that match on argv are also fed
+-- command lines cut at capture (argv_truncated): a cut hides no argument.
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
 package.cpath = (os.getenv("PW_BUILD") or "build") .. "/lua/?.so;" .. package.cpath
 local testing = require "procwarden.testing"
@@ -47,11 +48,14 @@ local CASES = {
     quiet = { 4201, 4202, 4203, 4204, 4205, 4206 },
   },
   miners = {
-    fired = { ["miner-binary"] = 3, ["miner-arguments"] = 3 },
-    alerts = { ["miner-binary"] = { 5101, 5104, 5106 }, ["miner-arguments"] = { 5102, 5103, 5105 } },
+    -- 5107-5109, 5207, 5208: command lines cut at capture (argv_truncated)
+    fired = { ["miner-binary"] = 4, ["miner-arguments"] = 4, ["miner-arguments-truncated"] = 2 },
+    alerts = { ["miner-binary"] = { 5101, 5104, 5106, 5108 }, ["miner-arguments"] = { 5102, 5103, 5105, 5109 },
+      ["miner-arguments-truncated"] = { 5107, 5109 } },
     kills = { "miner-binary 5101", "miner-arguments 5102", "miner-arguments 5103", "miner-binary 5104",
-      "miner-arguments 5105", "miner-binary 5106" },
-    quiet = { 5201, 5202, 5203, 5204, 5205, 5206 },
+      "miner-arguments 5105", "miner-binary 5106", "miner-binary 5108", "miner-arguments 5109" },
+    -- 5207: a linker (LONG_ARGV_OK); 5208: the same cut program as 5107 within 5 minutes, throttled
+    quiet = { 5201, 5202, 5203, 5204, 5205, 5206, 5207, 5208 },
   },
   privilege_escalation = {
     fired = { ["privesc-euid-root"] = 4 },
@@ -69,12 +73,14 @@ local CASES = {
     quiet = { 7006, 7101, 7102, 7103, 7104, 7105 }, -- 7006: the tracer's 4th attach, throttled
   },
   webserver_shell = {
-    fired = { ["webserver-shell"] = 7, ["database-shell"] = 2 },
-    alerts = { ["webserver-shell"] = { 8101, 8102, 8103, 8104, 8105, 8106, 8107 },
-      ["database-shell"] = { 8201, 8202 } },
+    -- 8110, 8203: an allowed command and a postgres title cut at capture (argv_truncated)
+    fired = { ["webserver-shell"] = 8, ["database-shell"] = 3 },
+    alerts = { ["webserver-shell"] = { 8101, 8102, 8103, 8104, 8105, 8106, 8107, 8110 },
+      ["database-shell"] = { 8201, 8202, 8203 } },
     kills = {},
-    -- 8108, 8109: php-fpm's 6th and 7th shells (8109 from another worker), throttled per server binary
-    quiet = { 8108, 8109, 8301, 8302, 8303, 8304, 8305, 8306, 8307, 8308, 8309 },
+    -- 8108, 8109: php-fpm's 6th and 7th shells (8109 from another worker), throttled per server binary;
+    -- 8310: 8110's command, whole
+    quiet = { 8108, 8109, 8301, 8302, 8303, 8304, 8305, 8306, 8307, 8308, 8309, 8310 },
   },
   reverse_shell = {
     fired = { ["reverse-shell"] = 3, ["reverse-shell-interpreter"] = 1 },
@@ -258,6 +264,68 @@ describe("miners", function()
     p:feed { type = "exec", pid = 50, exe = "/tmp/xmrig", argv = { "xmrig", "-o", "stratum+tcp://p:3333" } }
     assert.same({ "miner-binary" }, p:fired_rules())
     assert.equal(1, #p:actions())
+  end)
+end)
+
+describe("miners: a command line cut at capture", function()
+  local PAD = string.rep("x", 4090)
+
+  it("cannot hide a pool past the cut: the cut itself alerts, naming the program", function()
+    local p = testing.load(policy("miners"))
+    p:feed { type = "exec", pid = 60, exe = "/home/eve/.k/kthreadd", user = "eve",
+      argv = { "[kthreadd]", "--pad=" .. PAD }, argv_truncated = true }
+    assert.same({ "miner-arguments-truncated" }, p:fired_rules())
+    assert.same({}, p:actions()) -- an alert, not a kill: long command lines are also what builds run
+    local o = p:outputs()[1]
+    assert.equal("warning", o.level)
+    assert.matches("^command line of /home/eve/%.k/kthreadd cut at capture", o.text)
+    assert.matches("%(pid 60, user eve%)$", o.text)
+  end)
+
+  it("the same arguments whole: nothing to suspect", function()
+    local p = testing.load(policy("miners"))
+    p:feed { type = "exec", pid = 61, exe = "/home/eve/.k/kthreadd", argv = { "[kthreadd]", "--pad=" .. PAD },
+      argv_truncated = false }
+    assert.same({}, p:fired_rules())
+  end)
+
+  it("a pool within the captured part is still killed", function()
+    local p = testing.load(policy("miners"))
+    p:feed { type = "exec", pid = 62, exe = "/home/eve/.k/kthreadd",
+      argv = { "[kthreadd]", "-o", "stratum+tcp://pool:3333", "--pad=" .. PAD }, argv_truncated = true }
+    assert.same({ "miner-arguments", "miner-arguments-truncated" }, p:fired_rules())
+    assert.equal(1, #p:actions())
+    assert.equal(62, p:actions()[1].pid)
+  end)
+end)
+
+describe("webserver_shell: a command line cut at capture", function()
+  local function apache() -- (a fresh table each time: a fed table becomes the event)
+    return { pid = 8002, exe = "/usr/sbin/apache2", argv = { "/usr/sbin/apache2", "-k", "start" } }
+  end
+
+  it("is never an allowed command: the part past the cut could hold anything", function()
+    local p = testing.load(policy("webserver_shell"))
+    local cmd = "/usr/bin/logger " .. string.rep("a", 4000)
+    p:feed { type = "exec", pid = 70, exe = "/usr/bin/dash", argv = { "sh", "-c", cmd }, argv_truncated = false,
+      parent = apache() }
+    assert.same({}, p:fired_rules()) -- whole, it is one allowed command
+    p:feed { type = "exec", pid = 71, exe = "/usr/bin/dash", argv = { "sh", "-c", cmd }, argv_truncated = true,
+      parent = apache() }
+    assert.same({ true, 1 }, { p:fired("webserver-shell") })
+    assert.equal(71, p:outputs()[1].event.pid)
+  end)
+
+  it("a postgres title cut short is not a background process", function()
+    local p = testing.load(policy("webserver_shell"))
+    local title = "postgres: 15/main: archiver " .. string.rep("p", 4000)
+    local function pg(truncated)
+      return { pid = 8006, exe = "/usr/lib/postgresql/15/bin/postgres", argv = { title }, argv_truncated = truncated }
+    end
+    p:feed { type = "exec", pid = 72, exe = "/usr/bin/dash", argv = { "sh", "-c", "cp a b" }, parent = pg(false) }
+    assert.same({}, p:fired_rules())
+    p:feed { type = "exec", pid = 73, exe = "/usr/bin/dash", argv = { "sh", "-c", "cp a b" }, parent = pg(true) }
+    assert.same({ true, 1 }, { p:fired("database-shell") })
   end)
 end)
 

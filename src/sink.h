@@ -14,6 +14,7 @@ enum pw_format { PW_FMT_TEXT, PW_FMT_JSON };
 struct pw_sink_stats {
 	uint64_t lines;    /* lines written */
 	uint64_t failures; /* lines a target failed to take */
+	uint64_t cut;      /* lines shortened to fit (a text line, a syslog datagram), marked "…[+N bytes]" */
 };
 
 struct pw_sink;

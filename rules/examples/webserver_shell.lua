@@ -21,6 +21,10 @@
 --     run `sh -c` from the archiver, startup and checkpointer processes:
 --     allowed by their process title ("postgres: 15/main: archiver ...").
 --     A database role named like one of those processes would be allowed too.
+--   Both exceptions read argv. A command line longer than procwarden keeps
+--   (argv_truncated) is never an exception: the part past the cut could
+--   hold anything (`sh -c "/usr/bin/logger <4 KB of padding>; curl ...|sh"`
+--   shows only the logger part), so a cut command line alerts.
 -- Known false negatives
 --   * a server that execs a non-shell interpreter or a tool directly
 --     (php-fpm -> python3 -c ..., -> curl): only shells are matched here.
@@ -77,10 +81,10 @@ local function words(s)
 end
 
 -- `sh -c "/usr/bin/rotatelogs /var/log/x 86400"`: one simple command, no
--- shell operators, a program in ALLOWED_COMMANDS.
+-- shell operators, a program in ALLOWED_COMMANDS, and the whole of it seen.
 local function allowed_command(e)
   local argv = e.argv
-  if argv == nil or #argv ~= 3 or argv[2] ~= "-c" then return false end
+  if argv == nil or e.argv_truncated or #argv ~= 3 or argv[2] ~= "-c" then return false end
   local cmd = argv[3]
   if string.find(cmd, "[^%w /._%%=:,%+@%-]") then return false end
   local w = words(cmd)
@@ -93,7 +97,8 @@ end
 -- cluster_name is set).
 local PG_BACKGROUND = { archiver = true, startup = true, checkpointer = true }
 local function postgres_background(parent)
-  local argv = parent and parent.argv
+  if parent == nil or parent.argv_truncated then return false end -- a real title is short
+  local argv = parent.argv
   local title = argv and argv[1]
   if type(title) ~= "string" or string.sub(title, 1, 10) ~= "postgres: " then return false end
   local w = words(string.sub(title, 11))
