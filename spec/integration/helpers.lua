@@ -99,6 +99,7 @@ function H.wait_grep(file, regex, secs)
 end
 
 function H.wait_file(file, secs)
+  secs = math.max(tonumber(secs) or 0, 0.01) -- `timeout 0` would wait for ever
   local _, code = H.run(("timeout %s sh -c %s sh %s"):format(secs,
     H.q('until [ -s "$1" ]; do sleep 0.02; done'), H.q(file)))
   return code == 0
