@@ -7,7 +7,7 @@
 --
 -- The runtime is loaded around an empty `procwarden.host` (no process
 -- table, no hashing): every process field then comes from the live /proc,
--- or from the table itself.
+-- or from the table itself; the process context specs lend it a ctx_fill.
 package.path = "lua/?.lua;lua/?/init.lua;spec/?.lua;" .. package.path
 package.cpath = (os.getenv("PW_BUILD") or "build") .. "/lua/?.so;" .. package.cpath
 
@@ -19,7 +19,8 @@ for _, name in ipairs(RUNTIME) do
   saved[name] = package.loaded[name]
   package.loaded[name] = nil
 end
-package.loaded["procwarden.host"] = {}
+local host = {} -- the specs below lend it a ctx_fill for a while
+package.loaded["procwarden.host"] = host
 local event = require "procwarden.event"
 local container = require "procwarden.container"
 for _, name in ipairs(RUNTIME) do package.loaded[name] = saved[name] end
@@ -191,8 +192,9 @@ describe("kernel fields a type lacks", function()
       "pid", "ppid", "start_time", "exe", "comm", "cwd", "argv", "args", "cmdline", "argv_truncated",
       "uid", "euid", "gid", "egid", "user", "euser", "loginuid", "login_user",
       "prev_ruid", "prev_euid", "prev_rgid", "prev_egid", "pgid", "sid", "tty",
-      "stdin", "stdout", "stderr", "env", "caps", "cgroup", "container_id", "ns_pid",
+      "stdin", "stdout", "stderr", "env", "env_truncated", "caps", "cgroup", "container_id", "ns_pid",
       "parent", "tracer", "ancestors", "sha256", "valid",
+      "exe_uid", "exe_gid", "exe_mode", "exe_fs", "exe_error",
     } do
       assert.is_true(event.is_field(name), name)
     end
@@ -268,6 +270,7 @@ describe("a live table (event.wrap of this process) reads /proc", function()
     assert.is_table(e.env)
     assert.are.equal(os.getenv("PATH"), e.env.PATH)
     if os.getenv("HOME") then assert.are.equal(os.getenv("HOME"), e.env.HOME) end
+    assert.is_false(e.env_truncated)
   end)
 
   it("caps is the effective set from /proc/PID/status", function()
@@ -572,6 +575,177 @@ describe("caps_from_hex", function()
   it("not hex: nil", function()
     assert.is_nil(event.caps_from_hex("zz"))
     assert.is_nil(event.caps_from_hex(""))
+  end)
+end)
+
+-- ---- env: how much of it, and what was cut ---------------------------------
+
+describe("env", function()
+  local dir, helper
+  setup(function()
+    dir = sh("mktemp -d /tmp/pwenv.XXXXXX")
+    assert.is_truthy(dir:match("^/tmp/pwenv%."), dir)
+    -- execs sleep with exactly the environment entries given as arguments
+    -- (so an entry may lack its '=', as execve allows)
+    local src = dir .. "/envexec.c"
+    local f = assert(io.open(src, "w"))
+    f:write([[
+#include <unistd.h>
+int main(int argc, char **argv)
+{
+	char *args[] = {"sleep", "30", 0};
+	(void)argc;
+	execve("/bin/sleep", args, argv + 1);
+	return 127;
+}
+]])
+    f:close()
+    helper = dir .. "/envexec"
+    assert.are.equal("", sh("cc -o " .. helper .. " " .. src .. " 2>&1"))
+  end)
+  teardown(function()
+    if dir then os.execute("rm -rf " .. dir) end
+  end)
+
+  -- A sleep whose environment is the entries the shell words give (each
+  -- "$Pn" is n bytes of 'a'). Returns its event table and a stop function.
+  local function process(words)
+    local h = assert(io.popen("P20000=$(head -c 20000 /dev/zero | tr '\\0' a); "
+      .. "P100000=$(head -c 100000 /dev/zero | tr '\\0' a); "
+      .. "P120000=$(head -c 120000 /dev/zero | tr '\\0' a); "
+      .. "echo $$; exec " .. helper .. " " .. words, "r"))
+    local pid = math.tointeger(tonumber(h:read("l")))
+    assert(pid, "no pid")
+    for _ = 1, 200 do
+      if (read("/proc/" .. pid .. "/comm") or ""):match("^sleep") then break end
+      sh("sleep 0.01")
+    end
+    return event.wrap { type = "exec", pid = pid, tgid = pid }, function()
+      os.execute("kill -KILL " .. pid .. " 2>/dev/null")
+      h:close()
+    end
+  end
+
+  it("an entry after 20 KiB of padding is seen: the first 128 KiB are read", function()
+    assert.are.equal(128 * 1024, core.environ_cap)
+    local e, stop = process([["PAD=$P20000" "LD_PRELOAD=/tmp/evil.so"]])
+    local env, truncated = e.env, e.env_truncated
+    stop()
+    assert.are.equal(20000, #env.PAD)
+    assert.are.equal("/tmp/evil.so", env.LD_PRELOAD)
+    assert.is_false(truncated)
+  end)
+
+  it("past the cap, env_truncated is true and the cut entry is kept as far as read", function()
+    local e, stop = process([["A=$P100000" "B=$P100000" "LD_PRELOAD=/tmp/evil.so"]])
+    local env, truncated = e.env, e.env_truncated
+    stop()
+    assert.is_true(truncated)
+    assert.are.equal(100000, #env.A)
+    assert.are.equal(core.environ_cap - #"A=" - 100000 - 1 - #"B=", #env.B)
+    assert.is_nil(env.LD_PRELOAD)
+  end)
+
+  it("is parsed in linear time: an entry without '=' cannot stall the read", function()
+    local e, stop = process([["$P120000" "LD_PRELOAD=/tmp/evil.so"]])
+    local t0 = os.clock()
+    local env = e.env
+    local took = os.clock() - t0
+    stop()
+    assert.is_true(took < 0.1, ("reading env took %.3f s"):format(took))
+    assert.are.equal("/tmp/evil.so", env.LD_PRELOAD)
+    assert.is_false(e.env_truncated)
+  end)
+
+  it("parse_environ: NAME=value entries, the last of a name wins, nameless ones skipped", function()
+    assert.are.same({ A = "1", B = "x=y", C = "", D = "2" },
+      event.parse_environ("A=1\0B=x=y\0C=\0=nameless\0noequals\0D=1\0D=2"))
+    assert.are.same({ A = "1" }, event.parse_environ("A=1\0"))
+    assert.are.same({ A = "cut" }, event.parse_environ("A=cut"))
+    assert.are.same({}, event.parse_environ(""))
+    local t0 = os.clock()
+    local env = event.parse_environ(("a\0"):rep(300000) .. ("b"):rep(300000) .. "\0X=1")
+    assert.are.same({ X = "1" }, env)
+    assert.is_true(os.clock() - t0 < 0.5, ("took %.3f s"):format(os.clock() - t0))
+  end)
+
+  it("env_truncated is nil where env is (a recorded line keeps its own)", function()
+    assert.is_nil(event.recorded({ type = "exec", pid = MY_PID, tgid = MY_PID }).env_truncated)
+    local r = event.recorded { type = "exec", pid = 4242, tgid = 4242, env = { A = "1" }, env_truncated = true }
+    assert.is_true(r.env_truncated)
+    assert.are.equal("1", r.env.A)
+  end)
+end)
+
+-- ---- the executable's attributes ------------------------------------------
+
+describe("exe_uid exe_gid exe_mode exe_fs exe_error", function()
+  local NAMES = { "exe_uid", "exe_gid", "exe_mode", "exe_fs", "exe_error" }
+  -- a host whose process context is a plain table copied into the event
+  before_each(function()
+    host.ctx_fill = function(ctx, t)
+      for k, v in pairs(ctx) do rawset(t, k, v) end
+    end
+  end)
+  after_each(function() host.ctx_fill = nil end)
+
+  local function with_ctx(ctx)
+    return event.wrap { type = "exec", pid = MY_PID, tgid = MY_PID, startup = true, _ctx = ctx }
+  end
+
+  it("come from the captured context on exec events (start-up scan included)", function()
+    local e = with_ctx { exe = "/usr/sbin/cron", exe_uid = 0, exe_gid = 0, exe_mode = 493, exe_fs = "ext4" }
+    assert.are.equal(0, e.exe_uid)
+    assert.are.equal(0, e.exe_gid)
+    assert.are.equal(493, e.exe_mode)
+    assert.are.equal("ext4", e.exe_fs)
+    assert.is_nil(e.exe_error)
+  end)
+
+  it("an exe that could not be read: exe_error says why, nothing is read live instead", function()
+    local e = with_ctx { exe_error = "ENAMETOOLONG", ppid = 1 }
+    assert.are.equal("ENAMETOOLONG", e.exe_error)
+    assert.is_nil(e.exe) -- this process is alive, but its exe is the context's to say
+    for _, name in ipairs { "exe_uid", "exe_gid", "exe_mode", "exe_fs" } do assert.is_nil(e[name], name) end
+  end)
+
+  it("are nil when nothing captured them, never read from /proc", function()
+    local live = event.wrap { type = "exec", pid = MY_PID, tgid = MY_PID }
+    local ctx = with_ctx { exe = "/usr/bin/true" }
+    for _, name in ipairs(NAMES) do
+      assert.is_nil(live[name], name)
+      assert.is_nil(ctx[name], name)
+    end
+    assert.is_string(live.exe)
+  end)
+
+  it("come from a recorded line that carries them", function()
+    local r = event.recorded { type = "exec", pid = 4242, tgid = 4242, exe = "/mnt/x/miner", exe_uid = 1000,
+      exe_gid = 100, exe_mode = 3565, exe_fs = "fuse.sshfs" }
+    assert.are.equal(1000, r.exe_uid)
+    assert.are.equal(100, r.exe_gid)
+    assert.are.equal(3565, r.exe_mode)
+    assert.are.equal("fuse.sshfs", r.exe_fs)
+    assert.is_nil(r.exe_error)
+    local long = event.recorded { type = "exec", pid = 4243, tgid = 4243, exe_error = "ENAMETOOLONG" }
+    assert.are.equal("ENAMETOOLONG", long.exe_error)
+    assert.is_nil(long.exe)
+  end)
+
+  it("rules match on them and templates show them", function()
+    local testing = require "procwarden.testing"
+    local p = testing.load_string([[
+rule { name = "from-fuse", on = "exec", match = { exe_fs = "fuse*" }, action = alert "fuse exec {exe} on {exe_fs}" }
+rule { name = "not-root-owned", on = "exec", match = { exe_uid = not_(0) }, action = alert "{exe} owned by {exe_uid}" }
+rule { name = "unreadable", on = "exec", match = { exe_error = "*" }, action = alert "exe unreadable: {exe_error}" }
+]])
+    p:feed { type = "exec", pid = 10, startup = true, exe = "/usr/sbin/cron", exe_uid = 0, exe_fs = "ext4" }
+    p:feed { type = "exec", pid = 11, exe = "/mnt/x/miner", exe_uid = 1000, exe_fs = "fuse.sshfs" }
+    p:feed { type = "exec", pid = 12, exe_error = "ENAMETOOLONG", exe_uid = 1000 }
+    local texts = {}
+    for _, o in ipairs(p:outputs()) do texts[#texts + 1] = o.text end
+    assert.are.same({ "fuse exec /mnt/x/miner on fuse.sshfs", "/mnt/x/miner owned by 1000", "- owned by 1000",
+      "exe unreadable: ENAMETOOLONG" }, texts)
   end)
 end)
 

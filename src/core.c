@@ -222,12 +222,19 @@ static int core_proc_stat(lua_State *L)
 	return 1;
 }
 
-/* core.proc_read(pid, name) -> bounded contents of /proc/PID/<name> for an
- * allow-listed name (cgroup, loginuid, environ, status) | nil, err */
+/* Bytes of /proc/PID/environ read: the kernel takes far larger
+ * environments (each string up to 128 KiB, all of them up to a quarter of
+ * the stack limit), so what lies past this is reported as cut. */
+#define ENVIRON_CAP (128 * 1024)
+
+/* core.proc_read(pid, name) -> contents, truncated | nil, err: the first
+ * bytes of /proc/PID/<name> for an allow-listed name (cgroup, loginuid,
+ * environ, status); truncated is true when the file had more. The buffer
+ * is on the Lua heap (an environment may be 128 KiB). */
 static int core_proc_read(lua_State *L)
 {
 	static const struct { const char *name; size_t cap; } files[] = {
-		{"cgroup", 4096}, {"loginuid", 32}, {"environ", 16384}, {"status", 4096},
+		{"cgroup", 4096}, {"loginuid", 32}, {"environ", ENVIRON_CAP}, {"status", 4096},
 	};
 	pid_t pid = check_pid(L, 1);
 	const char *name = luaL_checkstring(L, 2);
@@ -236,12 +243,13 @@ static int core_proc_read(lua_State *L)
 		if (strcmp(files[i].name, name) == 0)
 			cap = files[i].cap;
 	luaL_argcheck(L, cap > 0, 2, "not a readable /proc file");
-	char buf[16384];
+	luaL_Buffer b;
+	char *buf = luaL_buffinitsize(L, &b, cap);
 	bool trunc;
 	ssize_t n = proc_read_file(pid, name, buf, cap, &trunc);
 	if (n < 0)
 		return push_errno(L, (int)n);
-	lua_pushlstring(L, buf, (size_t)n);
+	luaL_pushresultsize(&b, (size_t)n);
 	lua_pushboolean(L, trunc);
 	return 2;
 }
@@ -359,5 +367,7 @@ int luaopen_procwarden_core(lua_State *L)
 	lua_setfield(L, -2, "event_types");
 	lua_pushinteger(L, PW_ARGV_CAP);
 	lua_setfield(L, -2, "argv_cap");
+	lua_pushinteger(L, ENVIRON_CAP);
+	lua_setfield(L, -2, "environ_cap");
 	return 1;
 }

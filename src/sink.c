@@ -503,6 +503,24 @@ static bool is_event(lua_State *L, int idx)
 	return yes;
 }
 
+/* Is the table at idx a read-only view of a list or map (procwarden.event
+ * hands argv, args, env, caps and ancestors out as views)? If so, the
+ * table it shows is pushed. Stack: [-0, +(1|0)] */
+static bool push_view(lua_State *L, int idx)
+{
+	if (!lua_getmetatable(L, idx))
+		return false;
+	lua_getfield(L, -1, "__name");
+	bool view = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "procwarden.view") == 0;
+	lua_pop(L, 1);
+	if (view && lua_getfield(L, -1, "__index") == LUA_TTABLE) { /* mt, shown */
+		lua_remove(L, -2);
+		return true;
+	}
+	lua_pop(L, view ? 2 : 1);
+	return false;
+}
+
 /* JSON value of the Lua value at idx: scalars, lists, string-keyed sets and
  * maps (env, caps), and process objects (parent, ancestors) as objects. */
 static json_t *json_of(lua_State *L, int idx, int depth)
@@ -522,6 +540,11 @@ static json_t *json_of(lua_State *L, int idx, int depth)
 		return pw_json_string(str, n);
 	}
 	case LUA_TTABLE: {
+		if (push_view(L, idx)) { /* a read-only list or map: what it shows */
+			json_t *v = json_of(L, -1, depth);
+			lua_pop(L, 1);
+			return v;
+		}
 		if (is_event(L, idx))
 			return json_event(L, idx, depth + 1);
 		lua_Integer n = (lua_Integer)lua_rawlen(L, idx);

@@ -10,6 +10,11 @@
 --     from this machine.
 -- Values are cached in the table. A field that cannot be had is nil; a
 -- name that is no field is an error.
+--
+-- Nothing a rule is handed can be written: an event and every process
+-- object are read-only proxies, and their lists and maps (argv, args, env,
+-- caps, ancestors) read-only views, so one rules file cannot change what
+-- the next one (or a kill) sees.
 local core = require "procwarden.core"
 local host = require "procwarden.host"
 local container = require "procwarden.container"
@@ -22,12 +27,78 @@ local MAX_ANCESTORS = 64
 
 local function replayed(e) return rawget(e, "_replay") == true end
 
--- Copy the captured context into e, once (no /proc read).
+-- ---- read-only views -------------------------------------------------------
+-- A view is an empty table whose metatable indexes the real list or map:
+-- reads (t[k], #, ipairs, pairs, table.concat, table.unpack ...) go
+-- through, every write reaches __newindex and fails. The metatable is
+-- protected, and pairs hands out a closure: the real table never leaks.
+local getmt = debug.getmetatable
+local VIEW = "procwarden.view"
+
+local function view_write(v)
+  error(("event field '%s' is read-only"):format(tostring(rawget(getmt(v), "field"))), 2)
+end
+local function view_len(v) return #rawget(getmt(v), "__index") end
+local function view_pairs(v)
+  local t, k = rawget(getmt(v), "__index"), nil
+  return function()
+    local value
+    k, value = next(t, k)
+    return k, value
+  end
+end
+
+local function view(t, field)
+  return setmetatable({}, {
+    __index = t, __newindex = view_write, __len = view_len, __pairs = view_pairs,
+    __name = VIEW, __metatable = VIEW, field = field,
+  })
+end
+
+-- The list and map fields, always handed out as views.
+local VIEWED = { argv = true, args = true, env = true, caps = true, ancestors = true }
+local VIEWED_LIST = { "argv", "args", "env", "caps", "ancestors" }
+
+function M.is_view(t)
+  local mt = getmt(t)
+  return mt ~= nil and rawget(mt, "__name") == VIEW
+end
+
+-- next(t, k) that sees what pairs sees: through a view, and through an
+-- event proxy to its fields (private "_" names left out).
+function M.next(t, k)
+  local mt = getmt(t)
+  local name = mt ~= nil and rawget(mt, "__name")
+  local shown = (name == VIEW or name == "procwarden.event") and rawget(mt, "__index")
+  if type(shown) ~= "table" then return next(t, k) end
+  local v
+  repeat
+    k, v = next(shown, k)
+  until k == nil or name == VIEW or type(k) ~= "string" or string.byte(k, 1) ~= 95
+  return k, v
+end
+
+-- Turn the plain lists and maps a store holds (put there by the process
+-- context or a recorded line) into views, in place.
+local function freeze_lists(s)
+  for i = 1, #VIEWED_LIST do
+    local k = VIEWED_LIST[i]
+    local v = rawget(s, k)
+    if v ~= nil and type(v) == "table" and getmt(v) == nil then rawset(s, k, view(v, k)) end
+  end
+end
+
+-- Copy the captured context into e, once (no /proc read). Of the lists,
+-- the context holds argv only.
 local function fill(e)
   if rawget(e, "_filled") then return end
   rawset(e, "_filled", true)
   local ctx = rawget(e, "_ctx")
-  if ctx ~= nil and host.ctx_fill then host.ctx_fill(ctx, e) end
+  if ctx ~= nil and host.ctx_fill then
+    host.ctx_fill(ctx, e)
+    local argv = rawget(e, "argv")
+    if argv ~= nil and getmt(argv) == nil then rawset(e, "argv", view(argv, "argv")) end
+  end
 end
 
 -- Is e's process alive (not exited, not a zombie) and still the same
@@ -128,12 +199,34 @@ fields.loginuid = function(e)
 end
 fields.login_user = function(e) return M.user_name(e.loginuid) end
 fields.ns_pid = status_field("ns_pid")
-fields.env = function(e)
-  local text = live(e, core.proc_read, "environ")
-  if not text then return nil end
-  local env = {}
-  for k, v in string.gmatch(text, "([^%z=]+)=([^%z]*)") do env[k] = v end
+-- NAME=value entries of an environ block, in one pass: plain finds only,
+-- each moving forward (no pattern that could backtrack over a long entry
+-- without '='). An entry without a name is skipped; a name given twice
+-- keeps its last value, as ld.so does for LD_PRELOAD.
+function M.parse_environ(text)
+  local find, sub = string.find, string.sub
+  local env, pos, n, eq = {}, 1, #text, 0
+  while pos <= n do
+    local stop = find(text, "\0", pos, true) or n + 1
+    if eq < pos then eq = find(text, "=", pos, true) or n + 1 end
+    if eq < stop and eq > pos then env[sub(text, pos, eq - 1)] = sub(text, eq + 1, stop - 1) end
+    pos = stop + 1
+  end
   return env
+end
+
+-- Read up to core.environ_cap bytes; env_truncated says the rest was cut
+-- (an entry placed after padding is then not in the table).
+fields.env = function(e)
+  if not e.valid then return nil end
+  local text, truncated = core.proc_read(e.tgid, "environ")
+  if not text then return nil end
+  rawset(e, "env_truncated", truncated)
+  return M.parse_environ(text)
+end
+fields.env_truncated = function(e)
+  local _ = e.env
+  return rawget(e, "env_truncated")
 end
 
 local CAP_NAMES = {
@@ -168,10 +261,18 @@ fields.sha256 = function(e)
   if late then rawset(e, "_sha256_late", true) end -- not had in time, or too big: see deny rules
   return hex
 end
--- The file being executed, on pre-exec decisions only.
-fields.exe_uid = function() return nil end
-fields.exe_gid = function() return nil end
-fields.exe_mode = function() return nil end
+-- The executable file: owner, group, mode (& 07777), filesystem type
+-- ("ext4", "tmpfs", "fuse.sshfs" ...) and, when it could not be read, why
+-- ("ENAMETOOLONG" ...). From the responder at pre-exec decisions, from the
+-- captured context on exec events (a recorded line's own). Never read
+-- live: a stat of /proc/PID/exe can wait on a FUSE server.
+for _, name in ipairs { "exe_uid", "exe_gid", "exe_mode", "exe_fs", "exe_error" } do
+  fields[name] = function() return nil end
+end
+-- An exec deny() did not decide before it ran: why ("unmarked filesystem",
+-- "memfd ...", "not decided by the deadline" ...), from the loop; nil when
+-- it was decided, or no deny rule is loaded.
+fields.uncovered = function() return nil end
 
 -- Process objects.
 local function process(pid)
@@ -222,7 +323,8 @@ local is_kernel -- set below
 -- argv and name. rules.lua refuses deny rules that match on them.
 local NOT_AT_DECISION = { argv = true, args = true, cmdline = true, comm = true, argv_truncated = true }
 M.NOT_AT_DECISION = NOT_AT_DECISION
-local IMAGE_FIELDS = { exe = true, argv = true, argv_truncated = true, comm = true, cgroup = true, tty = true }
+local IMAGE_FIELDS = { exe = true, argv = true, argv_truncated = true, comm = true, cgroup = true, tty = true,
+  exe_uid = true, exe_gid = true, exe_mode = true, exe_fs = true, exe_error = true }
 
 local function lazy_index(e, name)
   local read = fields[name]
@@ -256,6 +358,7 @@ local function lazy_index(e, name)
     missed[name] = true
     misses[e] = missed
   else
+    if VIEWED[name] and type(value) == "table" and getmt(value) == nil then value = view(value, name) end
     rawset(e, name, value)
   end
   return value
@@ -268,10 +371,8 @@ end
 M.metatable = { __index = lazy_index, __name = "procwarden.event", __metatable = "procwarden.event" }
 
 function M.readonly(_, k)
-  error(("event tables are read-only (field '%s')"):format(tostring(k)), 2)
+  error(("event field '%s' is read-only"):format(tostring(k)), 2)
 end
-
-local getmt = debug.getmetatable
 
 -- The store behind a proxy (or t itself when it is not one).
 local function store(t)
@@ -297,12 +398,17 @@ end
 -- A raw field of an event or process object (no accessor, no /proc read).
 function M.raw(t, k) return rawget(store(t), k) end
 
-function M.seal(s)
-  setmetatable(s, M.metatable)
+-- The proxy of store s (which gets the accessor apart: see M.seal).
+local function proxy_of(s)
   return setmetatable({}, {
     __index = s, __newindex = M.readonly, __pairs = M.pairs,
     __name = "procwarden.event", __metatable = "procwarden.event",
   })
+end
+
+function M.seal(s)
+  setmetatable(s, M.metatable)
+  return proxy_of(s)
 end
 
 -- The kernel's fields (present in the table from the start).
@@ -330,12 +436,78 @@ function M.field_names()
 end
 
 function M.wrap(t)
+  freeze_lists(t)
   return M.seal(t)
+end
+
+-- A recorded line (a plain table, and so are its process objects) is
+-- frozen before it is sealed: its parent, tracer and ancestors (and
+-- theirs, in turn) become recorded proxies, its lists and maps views.
+-- This runs for every replayed line, so it indexes plainly and makes few
+-- calls. seen (when given) maps a table to its proxy: one given twice, or
+-- as its own parent, is sealed once.
+local MAX_NESTING = 8 -- as deep as a recorded line may nest
+local freeze
+
+local function recorded_object(o, depth, seen)
+  if type(o) ~= "table" then return o end
+  local proxy = seen and seen[o]
+  if proxy then return proxy end
+  local mt = getmt(o)
+  if mt ~= nil then -- sealed already: a proxy stays, a bare store is never handed out
+    if mt == M.metatable then return nil end
+    return o
+  end
+  proxy = proxy_of(o) -- before o is frozen (it may be its own parent), and
+  if seen then seen[o] = proxy end
+  o._replay = true
+  freeze(o, depth + 1, seen)
+  setmetatable(o, M.metatable) -- its accessor after (freezing indexes plainly)
+  return proxy
+end
+
+local function ancestors_of(list, depth, seen)
+  if type(list) ~= "table" or getmt(list) ~= nil then return list end
+  local n, j = #list, 0
+  for i = 1, n do
+    local o = recorded_object(list[i], depth, seen)
+    list[i] = nil
+    if o ~= nil then
+      j = j + 1
+      list[j] = o
+    end
+  end
+  return view(list, "ancestors")
+end
+
+function freeze(s, depth, seen)
+  if depth > MAX_NESTING then return end
+  local v = s.parent
+  if v ~= nil then s.parent = recorded_object(v, depth, seen) end
+  v = s.tracer
+  if v ~= nil then s.tracer = recorded_object(v, depth, seen) end
+  v = s.ancestors
+  if v ~= nil then s.ancestors = ancestors_of(v, depth, seen) end
+  v = s.argv
+  if v ~= nil then s.argv = view(v, "argv") end
+  v = s.args
+  if v ~= nil then s.args = view(v, "args") end
+  v = s.env
+  if v ~= nil then s.env = view(v, "env") end
+  v = s.caps
+  if v ~= nil then s.caps = view(v, "caps") end
+end
+
+-- The store of a recorded line, as the engine builds it, before it is
+-- sealed.
+function M.freeze(s)
+  freeze(s, 0, nil)
 end
 
 -- A recorded event (replay): fields it lacks are nil, never read live.
 function M.recorded(t)
   rawset(t, "_replay", true)
+  freeze(t, 0, {})
   return M.seal(t)
 end
 
