@@ -10,9 +10,13 @@
 #include <lua.h>
 #include <limits.h>
 #include <lualib.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "api.h"
 #include "context.h"
@@ -21,6 +25,7 @@
 #include "deny.h"
 #include "hash.h"
 #include "embedded.h"
+#include "identity.h"
 #include "log.h"
 #include "proc.h"
 #include "ptable.h"
@@ -32,6 +37,12 @@ struct pw_timer {
 	struct pw_engine *e;
 	int ref; /* registry ref of the runtime's timer entry { fn, name, seconds, again } */
 	struct pw_timer *next;
+};
+
+/* Memory of one rules file: bytes its blocks take, allocations refused. */
+struct pw_file_mem {
+	size_t used;
+	uint64_t refused;
 };
 
 struct pw_engine {
@@ -50,41 +61,121 @@ struct pw_engine {
 	int event_mt_ref;  /* metatable of event stores (lazy fields) */
 	int readonly_ref;  /* __newindex of event proxies */
 	int pairs_ref;     /* __pairs of event proxies */
+	int freeze_ref;    /* event.freeze: a recorded store's objects sealed, lists read-only */
 	int traceback_ref; /* message handler of the safe call */
+	int late_msg_ref;  /* the error of a call refused a large allocation past its time */
 	bool wanted[PW_EV__COUNT];
 	int64_t wall_offset_ns;
 	size_t mem_used, mem_cap;
+	uint32_t owner;          /* charged for allocations now: 0 the runtime, else a rules file */
+	uint32_t nfiles;         /* rules files seen (owners 1..nfiles) */
+	struct pw_file_mem *files; /* [0..nfiles]; [0] unused */
 	/* budget of the call in progress */
 	long insn_left;
 	struct timespec deadline;
 	bool over_budget;
+	bool late_alloc; /* a large allocation was refused: the call was past its time */
+	bool armed;              /* a call into user code is running */
 	char budget_msg[320];
 	const char *current; /* name of the handler being run, for log lines */
 	struct pw_timer *timers;
 	bool started;
+	int fail;                /* FAIL_* of the last failed call */
+	int entry_failed_ref;    /* runtime.entry_failed */
+	int entry_ok_ref;        /* runtime.entry_ok */
 	struct pw_engine_stats st;
 };
 
-/* ---- memory cap ------------------------------------------------------ */
+/* ---- memory cap -------------------------------------------------------- */
 
+/* Every block carries a header naming its owner: 0 the runtime, n the n-th
+ * rules file (the one whose code was running when the block was made, see
+ * host.file). A block stays charged to its owner until freed, realloc
+ * included. The whole state stays under mem_cap, and each file under its
+ * share of what the runtime's reserve leaves, so one file's growth (a cache
+ * an attacker can feed) cannot starve another file or the runtime. */
+struct mem_hdr {
+	uint32_t owner;
+};
+#define MEM_ALIGN _Alignof(max_align_t)
+#define MEM_HDR ((sizeof(struct mem_hdr) + MEM_ALIGN - 1) / MEM_ALIGN * MEM_ALIGN)
+#define MEM_RUNTIME_RESERVE (16u << 20) /* of the cap: never a file's */
+#define MEM_MAX_FILES 4096u
+
+static size_t file_share(const struct pw_engine *e)
+{
+	return e->nfiles ? (e->mem_cap - MEM_RUNTIME_RESERVE) / e->nfiles : e->mem_cap;
+}
+
+/* May owner's blocks grow by d bytes? Counts the refusal when not. */
+static bool mem_allow(struct pw_engine *e, uint32_t owner, size_t d)
+{
+	bool ok = d <= e->mem_cap - e->mem_used;
+	if (ok && owner > 0) {
+		size_t share = file_share(e), used = e->files[owner].used;
+		ok = used <= share && d <= share - used;
+	}
+	if (!ok) {
+		e->st.mem_refused++;
+		if (owner > 0)
+			e->files[owner].refused++;
+	}
+	return ok;
+}
+
+static bool past(const struct timespec *t);
+
+/* Sizes counted include the header: the cap bounds what malloc holds. A
+ * call past its time gets no large block: building a huge string (.., a
+ * concat, a gsub result) is then one allocation past its deadline at most. */
 static void *engine_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
 	struct pw_engine *e = ud;
-	if (ptr == NULL)
-		osize = 0;
+	struct mem_hdr *h = ptr ? (struct mem_hdr *)((char *)ptr - MEM_HDR) : NULL;
+	size_t old = h ? osize + MEM_HDR : 0;
+	uint32_t owner = h ? h->owner : e->owner;
 	if (nsize == 0) {
-		free(ptr);
-		e->mem_used -= osize;
+		free(h);
+		e->mem_used -= old;
+		if (owner > 0)
+			e->files[owner].used -= old;
 		return NULL;
 	}
-	if (nsize > osize && e->mem_used + (nsize - osize) > e->mem_cap) {
-		e->st.mem_refused++;
+	if (nsize > SIZE_MAX - MEM_HDR)
+		return NULL;
+	size_t new = nsize + MEM_HDR;
+	if (nsize > osize && nsize >= (1u << 20) && e->armed && past(&e->deadline)) {
+		e->late_alloc = true; /* reported as the budget error it is (engine_call_as) */
 		return NULL;
 	}
-	void *p = realloc(ptr, nsize);
-	if (p)
-		e->mem_used += nsize - osize;
-	return p;
+	if (new > old && !mem_allow(e, owner, new - old))
+		return NULL;
+	struct mem_hdr *n = realloc(h, new);
+	if (!n)
+		return NULL;
+	n->owner = owner;
+	e->mem_used += new - old; /* modular: a shrink subtracts */
+	if (owner > 0)
+		e->files[owner].used += new - old;
+	return (char *)n + MEM_HDR;
+}
+
+/* Charge allocations from now on to rules file id (0: the runtime).
+ * engine_call charges the runtime until the running code says otherwise. */
+static int set_owner(struct pw_engine *e, lua_Integer id)
+{
+	if (id < 0 || id > (lua_Integer)MEM_MAX_FILES)
+		return -1;
+	if ((uint32_t)id > e->nfiles) {
+		struct pw_file_mem *f = realloc(e->files, ((size_t)id + 1) * sizeof *f);
+		if (!f)
+			return -1;
+		memset(f + e->nfiles + 1, 0, ((size_t)id - e->nfiles) * sizeof *f);
+		e->files = f;
+		e->nfiles = (uint32_t)id;
+	}
+	e->owner = (uint32_t)id;
+	return 0;
 }
 
 /* ---- budget ------------------------------------------------------------ */
@@ -98,6 +189,40 @@ static bool past(const struct timespec *t)
 	return now.tv_sec > t->tv_sec || (now.tv_sec == t->tv_sec && now.tv_nsec >= t->tv_nsec);
 }
 
+static void budget_hook(lua_State *L, lua_Debug *ar);
+
+/* Does this frame run the runtime's own code (an embedded module)? */
+static bool runtime_frame(const lua_Debug *ar)
+{
+	return strncmp(ar->source, "@lua/procwarden/", 16) == 0;
+}
+
+/* Raise the budget error of the call in progress. The first time: count it,
+ * keep raising at every instruction until the call has unwound (so a rule's
+ * own pcall cannot swallow it) and name the position where the budget ran
+ * out: the frame `level`, or (from C) the first frame of rule code. */
+static int budget_raise(struct pw_engine *e, lua_State *L, int level, bool rule_frame)
+{
+	e->owner = 0; /* the message is the runtime's, even with the file over its share */
+	if (!e->over_budget) {
+		e->over_budget = true;
+		e->st.budget_exceeded++;
+		lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
+		lua_Debug ar;
+		for (int l = level; rule_frame && l < level + 32 && lua_getstack(L, l, &ar); l++)
+			if (lua_getinfo(L, "Sl", &ar) && ar.currentline > 0 && !runtime_frame(&ar)) {
+				level = l;
+				break;
+			}
+		luaL_where(L, level);
+		snprintf(e->budget_msg, sizeof e->budget_msg, "%sbudget exceeded (%d instructions or %d ms per call)",
+			 lua_tostring(L, -1), (int)PW_INSN_BUDGET, PW_TIME_BUDGET_MS);
+		lua_pop(L, 1);
+	}
+	lua_pushstring(L, e->budget_msg);
+	return lua_error(L);
+}
+
 static void budget_hook(lua_State *L, lua_Debug *ar)
 {
 	struct pw_engine *e;
@@ -105,26 +230,15 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
 	e->insn_left -= HOOK_STEP;
 	if (!e->over_budget && e->insn_left > 0 && !past(&e->deadline))
 		return;
-	if (!e->over_budget) {
-		e->over_budget = true;
-		e->st.budget_exceeded++;
-		/* Keep raising at every instruction until the call has unwound, so
-		 * a rule's own pcall cannot swallow the budget error; the message
-		 * keeps the position where the budget ran out (the rule's line). */
-		lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
-		luaL_where(L, 0); /* in a hook, level 0 is the function that was running */
-		snprintf(e->budget_msg, sizeof e->budget_msg, "%sbudget exceeded (%d instructions or %d ms per call)",
-			 lua_tostring(L, -1), (int)PW_INSN_BUDGET, PW_TIME_BUDGET_MS);
-		lua_pop(L, 1);
-	}
-	lua_pushstring(L, e->budget_msg);
-	lua_error(L);
+	budget_raise(e, L, 0, false); /* in a hook, level 0 is the function that was running */
 }
 
 static void budget_arm(struct pw_engine *e)
 {
+	e->armed = true;
 	e->insn_left = PW_INSN_BUDGET;
 	e->over_budget = false;
+	e->late_alloc = false;
 	clock_gettime(CLOCK_MONOTONIC_COARSE, &e->deadline);
 	e->deadline.tv_nsec += (long)PW_TIME_BUDGET_MS * 1000000L;
 	e->deadline.tv_sec += e->deadline.tv_nsec / 1000000000L;
@@ -134,6 +248,7 @@ static void budget_arm(struct pw_engine *e)
 
 static void budget_disarm(struct pw_engine *e)
 {
+	e->armed = false;
 	lua_sethook(e->L, NULL, 0, 0);
 }
 
@@ -141,6 +256,9 @@ static void budget_disarm(struct pw_engine *e)
 
 static int traceback_handler(lua_State *L)
 {
+	struct pw_engine *e;
+	lua_getallocf(L, (void **)&e);
+	e->owner = 0; /* the message is the runtime's, even with the file over its share */
 	const char *msg = lua_tostring(L, 1);
 	if (msg == NULL)
 		msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
@@ -148,36 +266,81 @@ static int traceback_handler(lua_State *L)
 	return 1;
 }
 
+/* Why the last failed call failed (runtime.entry_failed's `cause`): a
+ * plain error, memory (an allocation was refused during the call: the
+ * file's share or the cap is full, which event data can cause), or the
+ * instruction/time budget. */
+enum { FAIL_ERROR = 1, FAIL_MEMORY = 2, FAIL_BUDGET = 3 };
+
 /* The one entry into user Lua. Calls the function below nargs arguments,
- * with the traceback handler and the budget armed. who names the handler in
- * log lines. Returns LUA_OK, or an error code with the message (traceback
- * included) left on the stack for the caller to pop.
+ * with the traceback handler and the budget armed, allocations charged to
+ * rules file `owner` (0: the runtime; host.file can change it). who names
+ * the handler in log lines. Returns LUA_OK, or an error code with the
+ * message (traceback included) left on the stack for the caller to pop,
+ * and e->fail saying why.
  * Stack: [-(nargs+1), +0] on success, [-(nargs+1), +1] on error. */
-static int engine_call(struct pw_engine *e, int nargs, const char *who)
+static int engine_call_as(struct pw_engine *e, int nargs, const char *who, lua_Integer owner)
 {
 	lua_State *L = e->L;
 	int base = lua_gettop(L) - nargs; /* index of the function */
 	lua_rawgeti(L, LUA_REGISTRYINDEX, e->traceback_ref);
 	lua_insert(L, base);
 	const char *prev = e->current;
+	uint32_t prev_owner = e->owner;
+	uint64_t refused = e->st.mem_refused;
 	e->current = who;
+	if (set_owner(e, owner) < 0)
+		e->owner = 0;
 	e->st.calls++;
 	budget_arm(e);
 	int r = lua_pcall(L, nargs, 0, base);
 	budget_disarm(e);
 	e->current = prev;
+	e->owner = prev_owner;
 	lua_remove(L, base); /* the handler */
-	if (r != LUA_OK)
+	if (r != LUA_OK && e->late_alloc && !e->over_budget) { /* out of time, not of memory */
+		e->over_budget = true;
+		e->st.budget_exceeded++;
+		lua_pop(L, 1);
+		lua_rawgeti(L, LUA_REGISTRYINDEX, e->late_msg_ref);
+	}
+	e->late_alloc = false;
+	if (r != LUA_OK) {
 		e->st.errors++;
+		e->fail = e->over_budget ? FAIL_BUDGET
+			  : r == LUA_ERRMEM || e->st.mem_refused != refused ? FAIL_MEMORY
+									   : FAIL_ERROR;
+	}
 	return r;
+}
+
+static int engine_call(struct pw_engine *e, int nargs, const char *who)
+{
+	return engine_call_as(e, nargs, who, 0);
+}
+
+/* Log the error message at the stack top. */
+static void log_error(struct pw_engine *e, const char *what, const char *who)
+{
+	const char *msg = lua_tostring(e->L, -1);
+	pw_log(PW_LOG_ERROR, "%s %s failed: %s", what, who ? who : "?", msg ? msg : "?");
 }
 
 /* Log the error message at the stack top (and pop it). */
 static void report_error(struct pw_engine *e, const char *what, const char *who)
 {
-	const char *msg = lua_tostring(e->L, -1);
-	pw_log(PW_LOG_ERROR, "%s %s failed: %s", what, who ? who : "?", msg ? msg : "?");
+	log_error(e, what, who);
 	lua_pop(e->L, 1);
+}
+
+/* The integer field k of the table at idx (0 when not an integer). Keys
+ * are the runtime's own constants: interned already, so nothing allocates. */
+static lua_Integer entry_int(lua_State *L, int idx, const char *k)
+{
+	lua_getfield(L, idx, k);
+	lua_Integer v = lua_tointeger(L, -1);
+	lua_pop(L, 1);
+	return v;
 }
 
 /* ---- procwarden.host: called by the Lua runtime ------------------------ */
@@ -228,10 +391,11 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	struct pw_engine *e = t->e;
 	lua_State *L = e->L;
 	lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref); /* entry */
+	lua_Integer file = entry_int(L, -1, "file");
 	lua_getfield(L, -1, "name");               /* entry, name */
 	lua_getfield(L, -2, "fn");                 /* entry, name, fn */
 	const char *name = lua_tostring(L, -2);
-	if (engine_call(e, 0, name) != LUA_OK)
+	if (engine_call_as(e, 0, name, file) != LUA_OK)
 		report_error(e, "timer", name);
 	lua_pop(L, 2);
 	if (w->repeat == 0.) { /* a one-shot (after): done, free it */
@@ -287,6 +451,19 @@ static void push_engine_stats(lua_State *L, const struct pw_engine *e)
 	lua_setfield(L, -2, "budget_exceeded");
 	lua_pushinteger(L, (lua_Integer)e->mem_used);
 	lua_setfield(L, -2, "lua_memory");
+	/* per rules file: lua_files[i] = { memory, share, refused } */
+	lua_createtable(L, (int)e->nfiles, 0);
+	for (uint32_t i = 1; i <= e->nfiles; i++) {
+		lua_createtable(L, 0, 3);
+		lua_pushinteger(L, (lua_Integer)e->files[i].used);
+		lua_setfield(L, -2, "memory");
+		lua_pushinteger(L, (lua_Integer)file_share(e));
+		lua_setfield(L, -2, "share");
+		lua_pushinteger(L, (lua_Integer)e->files[i].refused);
+		lua_setfield(L, -2, "refused");
+		lua_rawseti(L, -2, i);
+	}
+	lua_setfield(L, -2, "lua_files");
 }
 
 static int host_stats(lua_State *L)
@@ -352,6 +529,65 @@ static int host_sha256(lua_State *L)
 	return 1;
 }
 
+#define PROTECT_KEY "procwarden.protect"
+
+static int protect_gc(lua_State *L)
+{
+	struct pw_protect **ud = lua_touserdata(L, 1);
+	protect_free(*ud);
+	*ud = NULL;
+	return 0;
+}
+
+/* This state's protect{} set (identity.h), kept in the registry and freed
+ * with the state; created when make (may raise then), else NULL if none. */
+static struct pw_protect *protect_set(lua_State *L, bool make)
+{
+	struct pw_protect *p = NULL;
+	if (lua_getfield(L, LUA_REGISTRYINDEX, PROTECT_KEY) == LUA_TUSERDATA)
+		p = *(struct pw_protect **)lua_touserdata(L, -1);
+	lua_pop(L, 1);
+	if (p || !make)
+		return p;
+	struct pw_protect **ud = lua_newuserdatauv(L, sizeof *ud, 0);
+	*ud = NULL;
+	lua_createtable(L, 0, 1);
+	lua_pushcfunction(L, protect_gc);
+	lua_setfield(L, -2, "__gc");
+	lua_setmetatable(L, -2);
+	*ud = protect_new();
+	if (!*ud)
+		luaL_error(L, "out of memory");
+	lua_setfield(L, LUA_REGISTRYINDEX, PROTECT_KEY);
+	return *ud;
+}
+
+/* host.protect(glob, roots) -> true | nil, why: a protect{} entry,
+ * resolved to the inodes of the root-owned files it names once the rules
+ * files are loaded (engine_load; roots: the directories a glob starting
+ * with '*' covers). Its messages name the rules file's line: the caller's
+ * caller (call it directly from the protect function). */
+static int host_protect(lua_State *L)
+{
+	const char *glob = luaL_checkstring(L, 1);
+	luaL_checktype(L, 2, LUA_TTABLE);
+	const char *roots[32];
+	int nroots = 0;
+	for (lua_Integer i = 1; nroots < 32 && lua_rawgeti(L, 2, i) == LUA_TSTRING; i++)
+		roots[nroots++] = lua_tostring(L, -1); /* kept alive by the table */
+	lua_settop(L, 2);
+	struct pw_protect *p = protect_set(L, true);
+	luaL_where(L, 2);
+	char err[512];
+	if (protect_add(p, glob, roots, nroots, lua_tostring(L, -1), err, sizeof err) < 0) {
+		lua_pushnil(L); /* the caller raises it at the rules file's line */
+		lua_pushstring(L, err);
+		return 2;
+	}
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
 /* host.signal(pid, start_time|nil, sig, approx?, rule?, pid_ino?) -> true, nil, sent_ns | nil, why */
 static int host_signal(lua_State *L)
 {
@@ -365,7 +601,8 @@ static int host_signal(lua_State *L)
 	const char *why = NULL;
 	uint64_t sent = 0;
 	int r = pid > 0 && pid <= 0x7fffffff
-			? api_signal((pid_t)pid, (uint64_t)start, (uint64_t)ino, approx, (int)sig, rule, &why, &sent)
+			? api_signal((pid_t)pid, (uint64_t)start, (uint64_t)ino, approx, (int)sig, rule,
+				     protect_set(L, false), &why, &sent)
 			: (why = "refused: not a process id", -EINVAL);
 	if (r < 0) {
 		lua_pushnil(L);
@@ -399,15 +636,22 @@ static void exec_done(void *owner, int ref, int status, const char *out, size_t 
 	lua_State *L = e->L;
 	if (ref == LUA_NOREF)
 		return;
-	lua_rawgeti(L, LUA_REGISTRYINDEX, ref); /* {fn, name} */
+	lua_rawgeti(L, LUA_REGISTRYINDEX, ref); /* {fn, name, file} */
 	luaL_unref(L, LUA_REGISTRYINDEX, ref);
+	lua_rawgeti(L, -1, 3);
+	lua_Integer file = lua_tointeger(L, -1); /* the file that started it pays for on_exit */
+	lua_pop(L, 1);
 	lua_rawgeti(L, -1, 1);                  /* job, fn */
 	lua_rawgeti(L, -2, 2);                  /* job, fn, name */
 	const char *name = lua_tostring(L, -1);
 	lua_insert(L, -2);                      /* job, name, fn */
 	lua_pushinteger(L, status);             /* job, name, fn, status */
 	struct exec_out o = {out, len};
+	uint32_t prev_owner = e->owner;
+	if (set_owner(e, file) < 0) /* the copy is the file's, as on_exit will be */
+		e->owner = 0;
 	if (!lua_checkstack(L, 3)) {            /* counted and logged like a failed call */
+		e->owner = prev_owner;
 		e->st.calls++;
 		e->st.errors++;
 		pw_log(PW_LOG_ERROR, "exec on_exit %s failed: no Lua stack space", name ? name : "?");
@@ -416,100 +660,231 @@ static void exec_done(void *owner, int ref, int status, const char *out, size_t 
 	}
 	lua_pushcfunction(L, push_exec_out);
 	lua_pushlightuserdata(L, &o);
-	if (lua_pcall(L, 1, 1, 0) != LUA_OK) {  /* job, name, fn, status, err */
+	int copied = lua_pcall(L, 1, 1, 0);
+	e->owner = prev_owner;
+	if (copied != LUA_OK) {                 /* job, name, fn, status, err */
 		e->st.calls++; /* on_exit is not called: it fails like a call would */
 		e->st.errors++;
 		report_error(e, "exec on_exit", name);
 		lua_pop(L, 4);
 		return;
 	}                                       /* job, name, fn, status, stdout */
-	if (engine_call(e, 2, name) != LUA_OK)  /* job, name[, err] */
+	if (engine_call_as(e, 2, name, file) != LUA_OK) /* job, name[, err] */
 		report_error(e, "exec on_exit", name);
 	lua_pop(L, 2);
 }
 
-/* argv strings of the list at idx into a NULL-terminated array on a
- * userdata (collected with the call). NULL when not a list of strings. */
-static char **string_list(lua_State *L, int idx, bool env)
+/* execve's limits on argv and envp (fs/exec.c): each string with its NUL
+ * at most MAX_ARG_STRLEN (32 pages); all strings with their NULs and the
+ * pointers to them within a quarter of the stack limit, clamped to
+ * [ARG_MAX, 3/4 of _STK_LIM]. (MAX_ARG_STRINGS, 2^31 - 1, is far beyond what
+ * fits in that space.) A list past them is refused before the fork. */
+#define EXEC_ARG_MIN (128u << 10) /* the kernel's ARG_MAX */
+#define EXEC_ARG_CAP (6u << 20)   /* _STK_LIM / 4 * 3 */
+
+static size_t exec_strlen_max(void)
 {
-	idx = lua_absindex(L, idx);
-	size_t n = 0;
-	if (env) {
-		lua_pushnil(L);
-		while (lua_next(L, idx)) {
-			n++;
+	long page = sysconf(_SC_PAGESIZE);
+	return (page > 0 ? (size_t)page : 4096) * 32;
+}
+
+static size_t exec_arg_space(void)
+{
+	struct rlimit rl;
+	size_t lim = EXEC_ARG_CAP;
+	if (getrlimit(RLIMIT_STACK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur / 4 < lim)
+		lim = (size_t)(rl.rlim_cur / 4);
+	return lim < EXEC_ARG_MIN ? EXEC_ARG_MIN : lim;
+}
+
+/* A string list for execve, measured, then built in one malloc'd block
+ * (pointers, then the strings), so nothing stays on the Lua stack. */
+struct strv {
+	size_t n;     /* strings */
+	size_t bytes; /* their bytes with NULs */
+	char **v;
+};
+
+/* Account one string of len bytes; -1 past execve's limits, `space`
+ * being what argv and env may take together (pointers included). */
+static int strv_add(struct strv *sv, size_t len, size_t space, size_t used)
+{
+	if (len >= exec_strlen_max())
+		return -1;
+	size_t need = used + sv->bytes + len + 1 + (sv->n + 2) * sizeof(char *);
+	if (need > space || need < used)
+		return -1;
+	sv->n++;
+	sv->bytes += len + 1;
+	return 0;
+}
+
+/* Measure the list at idx (argv: a list of strings; env: names to
+ * strings), with `used` bytes of `space` taken already. 0; -1 when an entry
+ * is not a string (the rule's bug); -2 when past execve's limits.
+ * Stack: [-0, +0], 3 slots. */
+static int strv_measure(lua_State *L, int idx, bool env, struct strv *sv, size_t space, size_t used)
+{
+	*sv = (struct strv){0};
+	if (!env) {
+		lua_Unsigned len = lua_rawlen(L, idx);
+		for (lua_Unsigned i = 1; i <= len; i++) {
+			size_t l = 0;
+			bool string = lua_rawgeti(L, idx, (lua_Integer)i) == LUA_TSTRING;
+			if (string)
+				lua_tolstring(L, -1, &l); /* a string already: no conversion, no allocation */
 			lua_pop(L, 1);
+			if (!string)
+				return -1;
+			if (strv_add(sv, l, space, used) < 0)
+				return -2;
+		}
+		return 0;
+	}
+	lua_pushnil(L);
+	while (lua_next(L, idx)) { /* k, v */
+		size_t kl = 0, vl = 0;
+		bool strings = lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING;
+		if (strings) {
+			lua_tolstring(L, -2, &kl);
+			lua_tolstring(L, -1, &vl);
+		}
+		lua_pop(L, 1); /* k */
+		int r = !strings ? -1 : strv_add(sv, kl + 1 + vl, space, used) < 0 ? -2 : 0;
+		if (r < 0) {
+			lua_pop(L, 1);
+			return r;
+		}
+	}
+	return 0;
+}
+
+/* Copy the measured list at idx into sv->v (NULL-terminated; "name=value"
+ * for env). -1 when out of memory or the list no longer is what was
+ * measured. Stack: [-0, +0], 3 slots. */
+static int strv_build(lua_State *L, int idx, bool env, struct strv *sv)
+{
+	sv->v = malloc((sv->n + 1) * sizeof(char *) + sv->bytes);
+	if (!sv->v)
+		return -1;
+	char *p = (char *)(sv->v + sv->n + 1);
+	size_t left = sv->bytes, i = 0;
+	if (!env) {
+		for (; i < sv->n; i++) {
+			size_t l = 0;
+			const char *s = NULL;
+			if (lua_rawgeti(L, idx, (lua_Integer)i + 1) == LUA_TSTRING)
+				s = lua_tolstring(L, -1, &l);
+			bool fits = s && l < left;
+			if (fits) {
+				memcpy(p, s, l + 1);
+				sv->v[i] = p;
+				p += l + 1;
+				left -= l + 1;
+			}
+			lua_pop(L, 1);
+			if (!fits)
+				goto changed;
 		}
 	} else {
-		n = lua_rawlen(L, idx);
-	}
-	if (n > 4096)
-		return NULL;
-	char **v = lua_newuserdatauv(L, (n + 1) * sizeof *v, 0);
-	size_t i = 0;
-	if (env) {
 		lua_pushnil(L);
-		while (lua_next(L, idx)) { /* ..., ud, k, v */
-			if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
-				return NULL;
-			lua_pushfstring(L, "%s=%s", lua_tostring(L, -2), lua_tostring(L, -1));
-			v[i++] = (char *)lua_tostring(L, -1);
-			lua_insert(L, -4); /* keep the string alive below ud */
+		while (lua_next(L, idx)) { /* k, v */
+			size_t kl = 0, vl = 0;
+			const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &kl) : NULL;
+			const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &vl) : NULL;
+			bool fits = k && v && i < sv->n && kl + vl + 1 < left;
+			if (fits) {
+				memcpy(p, k, kl);
+				p[kl] = '=';
+				memcpy(p + kl + 1, v, vl + 1);
+				sv->v[i++] = p;
+				p += kl + vl + 2;
+				left -= kl + vl + 2;
+			}
 			lua_pop(L, 1);
+			if (!fits) {
+				lua_pop(L, 1);
+				goto changed;
+			}
 		}
-	} else {
-		for (; i < n; i++) {
-			if (lua_rawgeti(L, idx, (lua_Integer)i + 1) != LUA_TSTRING)
-				return NULL;
-			v[i] = (char *)lua_tostring(L, -1);
-			lua_insert(L, -2); /* keep it alive below ud */
-		}
+		if (i != sv->n)
+			goto changed;
 	}
-	v[i] = NULL;
-	return v;
+	sv->v[sv->n] = NULL;
+	return 0;
+changed:
+	free(sv->v);
+	sv->v = NULL;
+	return -1;
 }
 
 /* host.exec(argv, opts) -> true | nil, why. opts: timeout, env (table),
- * user, stdout_cap, on_exit (function), name (for messages). */
+ * user, stdout_cap, on_exit (function), name (for messages). Lists of any
+ * size execve takes; larger ones are refused (nil, why), as is a start
+ * that fails. Entries that are not strings are the rule's bug: raised. */
 static int host_exec(lua_State *L)
 {
 	struct pw_engine *e = host_engine(L);
 	luaL_checktype(L, 1, LUA_TTABLE);
 	luaL_checktype(L, 2, LUA_TTABLE);
+	lua_settop(L, 2);
+	luaL_checkstack(L, 12, "exec");
 	struct pw_exec_req req = {.owner = e, .ref = LUA_NOREF, .done = exec_done};
-	lua_getfield(L, 2, "timeout");
-	req.timeout = lua_tonumber(L, -1);
-	lua_getfield(L, 2, "stdout_cap");
-	req.stdout_cap = lua_isinteger(L, -1) ? (size_t)lua_tointeger(L, -1) : PW_EXEC_STDOUT_MAX;
-	lua_getfield(L, 2, "user");
-	req.user = lua_tostring(L, -1);
-	lua_pop(L, 3 - (req.user != NULL)); /* keep the user string alive */
-	req.argv = string_list(L, 1, false);
-	if (!req.argv)
+	lua_getfield(L, 2, "timeout");    /* 3 */
+	req.timeout = lua_tonumber(L, 3);
+	lua_getfield(L, 2, "stdout_cap"); /* 4 */
+	req.stdout_cap = lua_isinteger(L, 4) ? (size_t)lua_tointeger(L, 4) : PW_EXEC_STDOUT_MAX;
+	lua_getfield(L, 2, "user");       /* 5: stays on the stack while req.user is used */
+	req.user = lua_tostring(L, 5);
+	bool has_env = lua_getfield(L, 2, "env") == LUA_TTABLE; /* 6 */
+	size_t space = exec_arg_space() - PATH_MAX; /* execve copies the file name too */
+	struct strv argv, env = {0};
+	int r = strv_measure(L, 1, false, &argv, space, 0);
+	if (r == -1)
 		return luaL_error(L, "exec: argv must be a list of strings");
-	if (lua_getfield(L, 2, "env") == LUA_TTABLE) {
-		req.env = string_list(L, -1, true);
-		if (!req.env)
-			return luaL_error(L, "exec: env must map names to strings");
+	if (r == 0 && has_env)
+		r = strv_measure(L, 6, true, &env, space, argv.bytes + argv.n * sizeof(char *));
+	if (r == -1)
+		return luaL_error(L, "exec: env must map names to strings");
+	if (r == -2) {
+		lua_pushnil(L);
+		lua_pushfstring(L, "exec: argument list and environment too long for execve (over %I bytes, "
+				   "or one string over %I)", (lua_Integer)space, (lua_Integer)exec_strlen_max());
+		return 2;
 	}
-	if (lua_getfield(L, 2, "on_exit") == LUA_TFUNCTION) { /* ..., fn */
-		lua_createtable(L, 2, 0);
+	if (lua_getfield(L, 2, "on_exit") == LUA_TFUNCTION) { /* 7: fn */
+		lua_createtable(L, 3, 0);
 		lua_insert(L, -2);
 		lua_rawseti(L, -2, 1);
 		lua_getfield(L, 2, "name");
 		lua_rawseti(L, -2, 2);
+		lua_pushinteger(L, e->owner); /* the rules file that pays for on_exit */
+		lua_rawseti(L, -2, 3);
 		req.ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	}
+	/* Nothing raises from here to the end: the blocks are always freed. */
 	const char *why = NULL;
-	if (api_exec(e->cfg.loop, &req, &why) < 0) {
-		if (req.ref != LUA_NOREF)
-			luaL_unref(L, LUA_REGISTRYINDEX, req.ref);
-		lua_pushnil(L);
-		lua_pushstring(L, why ? why : "failed");
-		return 2;
+	if (strv_build(L, 1, false, &argv) < 0 || (has_env && strv_build(L, 6, true, &env) < 0)) {
+		why = "out of memory";
+	} else {
+		req.argv = argv.v;
+		req.env = env.v;
+		if (api_exec(e->cfg.loop, &req, &why) == 0)
+			req.ref = LUA_NOREF; /* the job has it now */
+		else if (!why)
+			why = "failed";
 	}
-	lua_pushboolean(L, 1);
-	return 1;
+	free(argv.v);
+	free(env.v);
+	if (!why) {
+		lua_pushboolean(L, 1);
+		return 1;
+	}
+	if (req.ref != LUA_NOREF)
+		luaL_unref(L, LUA_REGISTRYINDEX, req.ref);
+	lua_pushnil(L);
+	lua_pushstring(L, why);
+	return 2;
 }
 
 /* host.refused(): a signal refused by the rules' protect{} list */
@@ -528,19 +903,51 @@ static void prekill_drop(struct pw_engine *e, int state)
 	e->prekill_state = state;
 }
 
-/* host.prekill_off(): protect{} was called: C signals nothing from now on
- * (which exe is protected is Lua's to judge). */
+/* host.prekill_off(again?): protect{} was called: C signals nothing from
+ * now on (which exe is protected is Lua's to judge). again: the rules C
+ * may signal for changed (a rule suspended or resumed): build the program
+ * anew when next needed, unless C signals nothing for good. */
 static int host_prekill_off(lua_State *L)
 {
-	prekill_drop(lua_touserdata(L, lua_upvalueindex(1)), -1);
+	struct pw_engine *e = host_engine(L);
+	if (!lua_toboolean(L, 1))
+		prekill_drop(e, -1);
+	else if (e->prekill_state > 0)
+		prekill_drop(e, 0);
+	return 0;
+}
+
+/* host.file(id): charge the memory the running call allocates from now on
+ * to rules file id (1, 2 ...: each file's top level says which it is; the
+ * engine charges handlers and timers from their entry's `file`).
+ * host.file() -> the file charged now (0: the runtime), and the name of the
+ * running call (nil outside one). */
+static int host_file(lua_State *L)
+{
+	struct pw_engine *e = host_engine(L);
+	if (lua_isnoneornil(L, 1)) {
+		lua_pushinteger(L, e->owner);
+		if (e->armed && e->current)
+			lua_pushstring(L, e->current);
+		else
+			lua_pushnil(L);
+		return 2;
+	}
+	if (set_owner(e, luaL_checkinteger(L, 1)) < 0)
+		return luaL_error(L, "host.file: not a rules file number, or out of memory");
 	return 0;
 }
 
 /* host.budget_check(): raises the budget error when the running call is
- * past its time budget (for the sandbox's wrappers of long C functions). */
+ * past its time budget (for the sandbox's wrappers of long C functions,
+ * where the count hook does not run); nothing otherwise, or when no call
+ * into user code is running. */
 static int host_budget_check(lua_State *L)
 {
-	return 0; /* TODO(rule-runtime helper): check the clock against the budget */
+	struct pw_engine *e = host_engine(L);
+	if (!e->armed || (!e->over_budget && !past(&e->deadline)))
+		return 0;
+	return budget_raise(e, L, 1, true);
 }
 
 static int open_host(lua_State *L)
@@ -550,7 +957,8 @@ static int open_host(lua_State *L)
 		{"now", host_now},     {"stats", host_stats},       {"proc_ctx", host_proc_ctx},
 		{"sha256", host_sha256}, {"signal", host_signal},   {"exec", host_exec},
 		{"children", host_children}, {"refused", host_refused}, {"prekill_off", host_prekill_off},
-		{"budget_check", host_budget_check},
+		{"budget_check", host_budget_check}, {"protect", host_protect},
+		{"file", host_file},
 		{NULL, NULL},
 	};
 	luaL_newlibtable(L, funcs);
@@ -647,11 +1055,16 @@ struct pw_engine *engine_new(const struct pw_engine_config *cfg, char *err, size
 	lua_State *L = e->L;
 	lua_pushcfunction(L, traceback_handler);
 	e->traceback_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	/* made now: reporting a call out of time must not allocate */
+	lua_pushfstring(L, "budget exceeded (%d instructions or %d ms per call; a large allocation was refused "
+			"past the time)", (int)PW_INSN_BUDGET, PW_TIME_BUDGET_MS);
+	e->late_msg_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	lua_pushcfunction(L, setup_state);
 	lua_pushlightuserdata(L, e);
 	if (lua_pcall(L, 1, 2, 0) != LUA_OK) {
 		snprintf(err, errlen, "runtime: %s", lua_tostring(L, -1));
 		lua_close(L);
+		free(e->files);
 		free(e);
 		return NULL;
 	}
@@ -661,6 +1074,8 @@ struct pw_engine *engine_new(const struct pw_engine_config *cfg, char *err, size
 	e->readonly_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	lua_getfield(L, -1, "pairs");
 	e->pairs_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	lua_getfield(L, -1, "freeze");
+	e->freeze_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	lua_pop(L, 1); /* runtime */
 	lua_getfield(L, -1, "handlers");
 	e->handlers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -670,6 +1085,10 @@ struct pw_engine *engine_new(const struct pw_engine_config *cfg, char *err, size
 	e->predecided_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	lua_getfield(L, -1, "predecided_fast_handlers");
 	e->predecided_fast_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	lua_getfield(L, -1, "entry_failed");
+	e->entry_failed_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	lua_getfield(L, -1, "entry_ok");
+	e->entry_ok_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	e->runtime_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	e->wall_offset_ns = pw_wall_offset_ns();
 	return e;
@@ -696,7 +1115,12 @@ static int load_one(struct pw_engine *e, const char *method, const char *arg,
 	lua_pushlstring(L, arg, len);                        /* rt, compile, arg */
 	lua_pushfstring(L, "@%s", label);                    /* rt, compile, arg, chunkname */
 	if (lua_pcall(L, 2, 2, 0) != LUA_OK || lua_isnil(L, -2)) { /* rt, chunk|nil, err */
-		snprintf(err, errlen, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "load failed");
+		const char *msg = lua_tostring(L, -1) ? lua_tostring(L, -1) : "load failed";
+		/* say which file where Lua does not (a binary chunk refused) */
+		if (strstr(msg, label))
+			snprintf(err, errlen, "%s", msg);
+		else
+			snprintf(err, errlen, "%s: %s", label, msg);
 		lua_pop(L, 3);
 		return -1;
 	}
@@ -716,6 +1140,17 @@ static int load_one(struct pw_engine *e, const char *method, const char *arg,
 	return 0;
 }
 
+/* What loadfile skips at the start of a file: a UTF-8 BOM, and a first
+ * line starting with '#' (its newline kept, so line numbers hold). */
+static size_t rules_header(const char *text, size_t len)
+{
+	size_t at = len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
+	if (at < len && text[at] == '#')
+		while (at < len && text[at] != '\n')
+			at++;
+	return at;
+}
+
 int engine_load(struct pw_engine *e, char *const *files, int nfiles, char *err, size_t errlen)
 {
 	if (nfiles == 0) {
@@ -728,10 +1163,19 @@ int engine_load(struct pw_engine *e, char *const *files, int nfiles, char *err, 
 			     err, errlen) < 0)
 			return -1;
 	}
-	for (int i = 0; i < nfiles; i++)
-		if (load_one(e, "compile_file", files[i], strlen(files[i]), files[i], err, errlen) < 0)
+	for (int i = 0; i < nfiles; i++) { /* checked and read through one open (identity.c) */
+		char *text;
+		size_t len;
+		if (identity_rules_read(files[i], &text, &len, err, errlen) < 0)
 			return -1;
-	return 0;
+		size_t skip = rules_header(text, len);
+		int r = load_one(e, "compile_string", text + skip, len - skip, files[i], err, errlen);
+		free(text);
+		if (r < 0)
+			return -1;
+	}
+	/* protect{} entries to files: a walk of directories, outside any rule's budget */
+	return protect_resolve(protect_set(e->L, false), err, errlen);
 }
 
 void engine_start(struct pw_engine *e)
@@ -755,46 +1199,49 @@ uint32_t engine_mask(const struct pw_engine *e)
 	return m;
 }
 
-static lua_Integer entry_int(lua_State *L, int entry, const char *k)
-{
-	lua_getfield(L, entry, k);
-	lua_Integer v = lua_tointeger(L, -1);
-	lua_pop(L, 1);
-	return v;
-}
-
-static void entry_set_int(lua_State *L, int entry, const char *k, lua_Integer v)
-{
-	lua_pushinteger(L, v);
-	lua_setfield(L, entry, k);
-}
-
-/* A handler failed: count it; suspend it after PW_SUSPEND_AFTER failures in
- * a row. These are plain tables of the runtime: no allocation beyond a
- * field, which cannot raise here (the keys exist after the first time). */
-static void entry_failed(struct pw_engine *e, int entry, const char *name)
+/* Call runtime[ref](entry, ...) for its bookkeeping: nargs more arguments
+ * above the entry index. Protected and without the budget (the runtime's
+ * own short code). Returns its boolean result; false when it failed (logged).
+ * Stack: [-nargs, +0] */
+static bool entry_note(struct pw_engine *e, int ref, int entry, int nargs, const char *who)
 {
 	lua_State *L = e->L;
 	entry = lua_absindex(L, entry);
-	entry_set_int(L, entry, "failures", entry_int(L, entry, "failures") + 1);
-	lua_Integer row = entry_int(L, entry, "in_a_row") + 1;
-	entry_set_int(L, entry, "in_a_row", row);
-	if (row >= PW_SUSPEND_AFTER) {
-		lua_pushboolean(L, 1);
-		lua_setfield(L, entry, "suspended");
-		e->st.suspended++;
-		if (e->prekill) /* C must not act for a rule that no longer reports */
-			prekill_drop(e, -1);
-		pw_log(PW_LOG_WARNING, "%s failed %d times in a row: suspended until the rules are reloaded",
-		       name ? name : "?", PW_SUSPEND_AFTER);
+	if (!lua_checkstack(L, 3)) {
+		lua_pop(L, nargs);
+		pw_log(PW_LOG_ERROR, "%s: no Lua stack space to count a failure", who ? who : "?");
+		return false;
 	}
+	lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+	lua_pushvalue(L, entry);
+	lua_rotate(L, -(nargs + 2), 2); /* fn, entry, args... */
+	if (lua_pcall(L, nargs + 1, 1, 0) != LUA_OK) {
+		report_error(e, "failure count of", who);
+		return false;
+	}
+	bool r = lua_toboolean(L, -1);
+	lua_pop(L, 1);
+	return r;
 }
 
-static void entry_succeeded(lua_State *L, int entry)
+/* A call of the handler entry at idx failed with the message at the top
+ * (popped): runtime.entry_failed counts it by cause, and suspends the
+ * entry for a while when its own bugs keep failing it. */
+static void entry_failed(struct pw_engine *e, int entry, const char *who)
 {
-	entry = lua_absindex(L, entry);
-	if (entry_int(L, entry, "in_a_row") != 0)
-		entry_set_int(L, entry, "in_a_row", 0);
+	entry = lua_absindex(e->L, entry);
+	lua_pushinteger(e->L, e->fail); /* msg, cause */
+	lua_insert(e->L, -2);           /* cause, msg */
+	if (entry_note(e, e->entry_failed_ref, entry, 2, who))
+		e->st.suspended++;
+}
+
+/* A call succeeded: a count of failures in a row starts again. */
+static void entry_succeeded(struct pw_engine *e, int entry, const char *who)
+{
+	entry = lua_absindex(e->L, entry);
+	if (entry_int(e->L, entry, "in_a_row") != 0)
+		entry_note(e, e->entry_ok_ref, entry, 0, who);
 }
 
 /* Turn the event store at the top of the stack into its read-only proxy
@@ -847,15 +1294,16 @@ static void run_handlers(struct pw_engine *e, lua_Integer n)
 			continue;
 		}
 		lua_pop(L, 1);
+		lua_Integer file = entry_int(L, -1, "file");
 		lua_getfield(L, -1, "name");                         /* list, ev, entry, name */
 		lua_getfield(L, -2, "fn");                           /* list, ev, entry, name, fn */
 		lua_pushvalue(L, -4);                                /* list, ev, entry, name, fn, ev */
 		const char *name = lua_tostring(L, -3);
-		if (engine_call(e, 1, name) != LUA_OK) {             /* list, ev, entry, name, err */
-			report_error(e, "handler", name);            /* list, ev, entry, name */
-			entry_failed(e, -2, name);
+		if (engine_call_as(e, 1, name, file) != LUA_OK) {    /* list, ev, entry, name, err */
+			log_error(e, "handler", name);
+			entry_failed(e, -3, name);                   /* list, ev, entry, name */
 		} else {
-			entry_succeeded(L, -2);
+			entry_succeeded(e, -2, name);
 		}
 		lua_pop(L, 2);                                       /* list, ev */
 	}
@@ -919,37 +1367,6 @@ bool engine_has_fast(const struct pw_engine *e)
 	return e->fast_exec;
 }
 
-/* Recorded process objects (a line's "parent", "ancestors" entries) are
- * read-only and recorded too. Stack: the store at -1, unchanged. */
-static void seal_nested(struct pw_engine *e, lua_State *L)
-{
-	static const char *const objects[] = {"parent", "tracer"};
-	for (size_t i = 0; i < sizeof objects / sizeof objects[0]; i++) {
-		lua_pushstring(L, objects[i]);
-		if (lua_rawget(L, -2) == LUA_TTABLE) { /* S, obj */
-			seal_event(e, L);
-			lua_pushstring(L, objects[i]);
-			lua_insert(L, -2);
-			lua_rawset(L, -3);
-		} else {
-			lua_pop(L, 1);
-		}
-	}
-	lua_pushliteral(L, "ancestors");
-	if (lua_rawget(L, -2) == LUA_TTABLE) { /* S, list */
-		lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
-		for (lua_Integer i = 1; i <= n; i++) {
-			if (lua_rawgeti(L, -1, i) == LUA_TTABLE) { /* S, list, obj */
-				seal_event(e, L);
-				lua_rawseti(L, -2, i);
-			} else {
-				lua_pop(L, 1);
-			}
-		}
-	}
-	lua_pop(L, 1);
-}
-
 struct replay_args {
 	struct pw_engine *e;
 	const char *line;
@@ -965,7 +1382,10 @@ static int push_replay_protected(lua_State *L)
 	lua_settop(L, 0);
 	if (!replay_line_push(L, a->line, a->len, a->err, a->errlen))
 		return 0;
-	seal_nested(a->e, L);
+	/* its process objects recorded and sealed, its lists and maps read-only */
+	lua_rawgeti(L, LUA_REGISTRYINDEX, a->e->freeze_ref);
+	lua_pushvalue(L, -2);
+	lua_call(L, 1, 0);
 	seal_event(a->e, L);
 	return 1;
 }
@@ -1032,9 +1452,15 @@ static int push_decision_protected(lua_State *L)
 		if (r->ppid > 0)
 			RAWSET("ppid", lua_pushinteger(L, r->ppid));
 	}
-	RAWSET("exe_uid", lua_pushinteger(L, r->exe_uid));
-	RAWSET("exe_gid", lua_pushinteger(L, r->exe_gid));
-	RAWSET("exe_mode", lua_pushinteger(L, r->exe_mode));
+	if (r->dev || r->ino) { /* attributes read (else unknown: exe_error says why) */
+		RAWSET("exe_uid", lua_pushinteger(L, r->exe_uid));
+		RAWSET("exe_gid", lua_pushinteger(L, r->exe_gid));
+		RAWSET("exe_mode", lua_pushinteger(L, r->exe_mode));
+	}
+	if (r->exe_fs[0])
+		RAWSET("exe_fs", lua_pushstring(L, r->exe_fs));
+	if (r->exe_error[0])
+		RAWSET("exe_error", lua_pushstring(L, r->exe_error));
 #undef RAWSET
 	if (ctx && ctx->known) {
 		lua_pushliteral(L, "_ctx");
@@ -1081,7 +1507,7 @@ void engine_decide(struct pw_engine *e, struct pw_deny_req *r)
 	lua_Integer n = lua_istable(L, -1) ? (lua_Integer)lua_rawlen(L, -1) : 0;
 	bool failed = false;
 	/* One safe call per rule: a failing rule is counted (and suspended
-	 * after PW_SUSPEND_AFTER in a row) and the rules after it still decide. */
+	 * for a while when it keeps failing) and the rules after it still decide. */
 	for (lua_Integer i = 1; i <= n && !r->deny; i++) {
 		lua_rawgeti(L, -1, i);                            /* ev, rt, rules, rule */
 		if (lua_getfield(L, -1, "suspended") != LUA_TNIL) {
@@ -1089,17 +1515,18 @@ void engine_decide(struct pw_engine *e, struct pw_deny_req *r)
 			continue;
 		}
 		lua_pop(L, 1);
+		lua_Integer file = entry_int(L, -1, "file");
 		lua_getfield(L, -1, "name");                      /* ..., rule, name */
 		lua_getfield(L, -4, "decide");                    /* ..., rule, name, decide */
 		lua_pushvalue(L, -3);
 		lua_pushvalue(L, -7);                             /* ..., rule, name, decide, rule, ev */
 		const char *name = lua_tostring(L, -4);
-		if (engine_call(e, 2, name) != LUA_OK) {          /* ..., rule, name, err */
-			report_error(e, "deny rule", name);       /* ..., rule, name */
-			entry_failed(e, -2, name);
+		if (engine_call_as(e, 2, name, file) != LUA_OK) { /* ..., rule, name, err */
+			log_error(e, "deny rule", name);
+			entry_failed(e, -3, name);                /* ..., rule, name */
 			failed = true;
 		} else {
-			entry_succeeded(L, -2);
+			entry_succeeded(e, -2, name);
 		}
 		lua_pop(L, 2);                                    /* ev, rt, rules */
 		lua_pushliteral(L, "_verdict");
@@ -1269,6 +1696,7 @@ void engine_free(struct pw_engine *e)
 		free(t);
 	}
 	lua_close(e->L);
+	free(e->files);
 	dprog_unref(e->prekill);
 	free(e);
 }

@@ -20,7 +20,6 @@ struct lua_State;
 #define PW_INSN_BUDGET 10000000L       /* VM instructions per call into user code */
 #define PW_TIME_BUDGET_MS 250          /* wall-clock per call into user code */
 #define PW_MEM_CAP (128u << 20)        /* bytes for the whole Lua state */
-#define PW_SUSPEND_AFTER 5             /* failures in a row that suspend a handler */
 
 struct pw_engine_stats {
 	uint64_t dispatched[PW_EV__COUNT]; /* events that became Lua tables */

@@ -13,7 +13,6 @@ local core = require "procwarden.core"
 
 local M = {}
 
-M.SUSPEND_AFTER = 5 -- failures in a row that suspend a handler (engine.c's PW_SUSPEND_AFTER)
 
 local RUNTIME = {
   "procwarden", "procwarden.event", "procwarden.template", "procwarden.suggest",
@@ -51,6 +50,15 @@ local function new_host(policy)
     return true
   end
   function host.children() return {} end
+  -- The rules file a call charges (engine.c's host.file): set by each file's
+  -- top level; read back with the running handler's name.
+  function host.file(id)
+    if id ~= nil then
+      policy._file = id
+      return
+    end
+    return policy._file or 0, policy._current
+  end
   return host
 end
 
@@ -121,11 +129,12 @@ local function dispatch(p, e)
       local ok, err = xpcall(entry.fn, debug.traceback, e)
       if not ok then
         p._errors[#p._errors + 1] = { rule = entry.name, error = err }
-        entry.failures = (entry.failures or 0) + 1
-        entry.in_a_row = (entry.in_a_row or 0) + 1
-        if entry.in_a_row >= M.SUSPEND_AFTER then entry.suspended = true end -- as the daemon does
-      else
-        entry.in_a_row = 0
+        -- as the daemon does: counted, and suspended for a while (then
+        -- resumed by a timer: advance) when the rule's own bugs keep failing it
+        local cause = tostring(err):find("not enough memory", 1, true) and 2 or 1
+        p._runtime.entry_failed(entry, cause, err)
+      elseif (entry.in_a_row or 0) ~= 0 then
+        p._runtime.entry_ok(entry)
       end
       p._current = nil
     end

@@ -478,9 +478,10 @@ rule { name = "still-alerting", on = "exec", match = { exe = %q }, action = aler
   end)
 
   it_root("an exec() whose output no longer fits under the cap: on_exit fails, the daemon lives", function()
-    -- The rules fill the Lua state up to the cap (4 MiB per timer call,
-    -- far under the call budget) but 32 KiB: room for rules to run, not
-    -- for the trigger's 60,000-byte stdout. Copying that output into Lua
+    -- The rules fill their file's share of the Lua state's cap (4 MiB per
+    -- timer call, far under the call budget) but 32 KiB: room for rules to
+    -- run, not for the trigger's 60,000-byte stdout (charged to the file
+    -- that started the command). Copying that output into Lua
     -- fails; it must fail as a call does (counted, logged), not outside a
     -- protected call, which aborts the daemon.
     local trigger, victim = s:path("trigger"), s:path("still-sleep")
@@ -488,11 +489,11 @@ rule { name = "still-alerting", on = "exec", match = { exe = %q }, action = aler
     copy("/bin/sleep", victim)
     local rules = s:rules("full.lua", ([[
 local TRIGGER, VICTIM = %q, %q
-local CAP = 128 << 20 -- PW_MEM_CAP
 local hoard, ran = {}, false
 local function grow(n) hoard[#hoard + 1] = string.rep("m", n) end
 local function fill()
-  if CAP - stats().lua_memory > 16 << 20 then
+  local mine = stats().lua_files[1] -- this file's memory and share of the cap
+  if mine.share - mine.memory > 16 << 20 then
     grow(4 << 20)
     after(0.001, fill)
     return
