@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -21,6 +22,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "identity.h"
 #include "log.h"
 #include "proc.h"
 
@@ -136,6 +138,20 @@ static const char *signal_error(int e)
 	return e == ESRCH ? "no such process (exited)" : strerror(e);
 }
 
+/* Is the pinned process pid one protect{} names (by its executable's
+ * inode)? Then *why says so, and the refusal is counted. */
+static bool refuse_protected(const struct pw_protect *prot, pid_t pid, const char **why)
+{
+	static char msg[PATH_MAX + 32];
+	char exe[PATH_MAX];
+	if (!protect_holds(prot, pid, exe, sizeof exe))
+		return false;
+	st.signals_refused++;
+	snprintf(msg, sizeof msg, "refused: protected (%s)", exe[0] ? exe : "?");
+	*why = msg;
+	return true;
+}
+
 int api_presignal(pid_t tgid, int sig, const char *rule)
 {
 	int i = batch_entry(tgid, 0, false);
@@ -161,7 +177,7 @@ void api_count_refusal(void)
 }
 
 int api_signal(pid_t pid, uint64_t start_time, uint64_t pid_ino, bool approx, int sig, const char *rule,
-	       const char **why, uint64_t *sent_ns)
+	       const struct pw_protect *prot, const char **why, uint64_t *sent_ns)
 {
 	*why = NULL;
 	if (pid <= 1) {
@@ -194,6 +210,8 @@ int api_signal(pid_t pid, uint64_t start_time, uint64_t pid_ino, bool approx, in
 		*why = "process changed (pid reused)";
 		return -ESRCH;
 	}
+	if (i >= 0 && refuse_protected(prot, pid, why))
+		return -EPERM;
 	if (i >= 0) { /* the hot path: pinned when the exec event arrived */
 		int r = (int)syscall(SYS_pidfd_send_signal, batch_fds[i].fd, sig, NULL, 0);
 		if (sent_ns)
@@ -239,6 +257,10 @@ int api_signal(pid_t pid, uint64_t start_time, uint64_t pid_ino, bool approx, in
 		st.signals_refused++;
 		*why = "process changed (pid reused)";
 		return -ESRCH;
+	}
+	if (refuse_protected(prot, pid, why)) { /* the pidfd holds it: this pid is that process while it lives */
+		close(fd);
+		return -EPERM;
 	}
 	r = (int)syscall(SYS_pidfd_send_signal, fd, sig, NULL, 0);
 	if (sent_ns)

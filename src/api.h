@@ -20,19 +20,23 @@ struct pw_api_stats {
 	uint64_t execs_started, execs_queued, execs_refused, exec_timeouts, exec_failed;
 };
 
+struct pw_protect;
+
 /* Signal pid through a pidfd, after checking that it is still the process
  * that started at start_time (clock ticks; 0 = not known; approx: known to
  * a tick either way, from a fork event's time) and, where pid_ino is known
  * (pidfs, proc_pidfd_ino), that it is that very process. Refuses pid 1,
- * procwarden itself and kernel threads. Returns 0, or -errno with *why set
- * to a short reason ("refused: kernel thread", "process changed (pid
- * reused)", strerror ...). *sent_ns: CLOCK_MONOTONIC just after sending. */
+ * procwarden itself, kernel threads and, once pinned, a process whose
+ * executable prot protects (by inode: identity.h; prot may be NULL).
+ * Returns 0, or -errno with *why set to a short reason ("refused: kernel
+ * thread", "refused: protected (EXE)", "process changed (pid reused)",
+ * strerror ...). *sent_ns: CLOCK_MONOTONIC just after sending. */
 int api_signal(pid_t pid, uint64_t start_time, uint64_t pid_ino, bool approx, int sig, const char *rule,
-	       const char **why, uint64_t *sent_ns);
+	       const struct pw_protect *prot, const char **why, uint64_t *sent_ns);
 /* The batch's pin of tgid is not its exec's process (a later process took
  * the pid before it was pinned): closed and forgotten. */
 void api_pidfd_forget(pid_t tgid);
-/* A refusal decided elsewhere (protect{}): counted with the others. */
+/* A refusal decided elsewhere (a dry run's protect{}): counted with the others. */
 void api_count_refusal(void);
 
 /* Pidfds opened when a batch's exec events arrived: a kill of one of those

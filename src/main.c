@@ -14,7 +14,6 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <limits.h>
 #include <sys/syscall.h>
 #ifndef SYS_pidfd_open
@@ -31,6 +30,8 @@
 #include "dump.h"
 #include "engine.h"
 #include "hash.h"
+#include "worker.h"
+#include "identity.h"
 #include "log.h"
 #include "netlink.h"
 #include "ptable.h"
@@ -166,6 +167,15 @@ static int collect_counters(const struct daemon *d, struct counter *c, int cap)
 		C("deny_own_execs", ds->own);
 		C("deny_filesystems", ds->filesystems);
 		C("deny_mark_failures", ds->mark_failures);
+		C("deny_mark_hidden", ds->mark_hidden);
+		C("deny_mark_skipped_below_fuse", ds->mark_skipped);
+		C("deny_fuse_groups", ds->fuse_groups);
+		C("deny_fuse_refused", ds->fuse_refused);
+		C("deny_fuse_requests", ds->fuse_requests);
+		C("deny_fuse_defaulted", ds->fuse_defaulted);
+		C("deny_namespaces", ds->namespaces);
+		C("deny_namespace_limit", ds->ns_limit);
+		C("deny_namespace_scans_at_exec", ds->ns_scans_at_exec);
 		C("deny_rule_errors", ds->rule_errors);
 		C("deny_outputs_dropped", ds->outputs_dropped);
 		C("deny_exec_events_predecided", d->predecided);
@@ -175,6 +185,22 @@ static int collect_counters(const struct daemon *d, struct counter *c, int cap)
 		C("sha256_computed", hs->computed);
 		C("sha256_cache_hits", hs->cache_hits);
 		C("sha256_late", hs->late);
+		C("sha256_refused", hs->refused);
+		C("sha256_unread_served", hs->unread_served);
+		C("sha256_not_cached", hs->not_cached);
+		C("sha256_evictions", hs->evictions);
+		C("sha256_background", hs->background);
+		C("sha256_background_refused", hs->background_refused);
+		C("sha256_failures", hs->failures);
+		const struct pw_worker_stats *wk = worker_stats();
+		C("worker_calls", wk->calls);
+		C("worker_timeouts", wk->timeouts);
+		C("worker_refused", wk->refused);
+		C("worker_abandoned", wk->abandoned);
+		C("worker_recovered", wk->recovered);
+		C("worker_busy", wk->busy);
+		C("worker_spawn_failures", wk->spawn_failures);
+		C("worker_handover_failures", wk->handover_failures);
 		const struct pw_api_stats *as = api_stats();
 		C("signals_sent", as->signals_sent);
 		C("signals_hot_path", as->signals_hot_path);
@@ -200,6 +226,7 @@ static int collect_counters(const struct daemon *d, struct counter *c, int cap)
 	if (d->sink) {
 		C("output_lines", sink_stats(d->sink)->lines);
 		C("output_failures", sink_stats(d->sink)->failures);
+		C("output_cut", sink_stats(d->sink)->cut);
 	}
 #undef C
 	return n;
@@ -316,7 +343,7 @@ static void deliver(void *arg, struct pw_event *evs, int n)
 		 * next time. */
 		batch_predecided[i] = d->deny && evs[i].type == PW_EV_EXEC &&
 				      deny_exec_seen(d->deny, evs[i].tgid, batch_ctx[i].img ? batch_ctx[i].img->exe : NULL,
-						     evs[i].ktime_ns);
+						     evs[i].ktime_ns, &batch_ctx[i].uncovered);
 		d->predecided += batch_predecided[i];
 		overflow |= evs[i].type == PW_EV_OVERFLOW;
 	}
@@ -457,21 +484,12 @@ static void sig_stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
 	stop(w->data);
 }
 
-static int rules_file_safe(const char *path, char *err, size_t errlen);
-
+/* A new engine with the rules files (each checked and read through one
+ * open: identity.c), or NULL with the reason in err. The same on start,
+ * --check and SIGHUP. */
 static struct pw_engine *load_engine(struct daemon *d, char *err, size_t errlen)
 {
-	for (int i = 0; i < d->opt.nrules; i++) {
-		char why[768];
-		if (rules_file_safe(d->opt.rules[i], why, sizeof why) == 0)
-			continue;
-		if (!d->opt.insecure_rules) {
-			snprintf(err, errlen, "procwarden: refusing rules file %s\n  (rules run as root: fix the "
-					      "permissions, or use --insecure-rules for development)", why);
-			return NULL;
-		}
-		pw_log(PW_LOG_WARNING, "--insecure-rules: loading %s although %s", d->opt.rules[i], why);
-	}
+	identity_rules_insecure(d->opt.insecure_rules);
 	struct pw_engine_config cfg = {
 		.loop = d->loop, .sink = d->sink, .ptable = d->ptable,
 		.push_stats = push_stats, .stats_ctx = d,
@@ -777,58 +795,6 @@ static int parse_options(int argc, char **argv, struct options *o)
 	return 0;
 }
 
-/* Rules files are code run as root (sshd's StrictModes): refuse a file
- * that is not a regular file owned by root or by us, or that group or
- * others may write, or that sits below a directory group or others may
- * write (a sticky directory owned by root, like /tmp, excepted). 0, or -1
- * with the reason in err. */
-static int rules_file_safe(const char *path, char *err, size_t errlen)
-{
-	char *real = realpath(path, NULL);
-	if (!real) /* not a permission matter: the loader says what is wrong */
-		return 0;
-	uid_t me = geteuid();
-	struct stat sb;
-	int r = 0;
-	if (stat(real, &sb) < 0) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		r = -1;
-	} else if (S_ISCHR(sb.st_mode) && major(sb.st_rdev) == 1 && minor(sb.st_rdev) == 3) {
-		r = 0; /* /dev/null: no rules at all */
-	} else if (!S_ISREG(sb.st_mode)) {
-		snprintf(err, errlen, "%s: not a regular file", path);
-		r = -1;
-	} else if (sb.st_uid != 0 && sb.st_uid != me) {
-		snprintf(err, errlen, "%s: owned by uid %u, neither root nor the daemon's user", path,
-			 (unsigned)sb.st_uid);
-		r = -1;
-	} else if (sb.st_mode & (S_IWGRP | S_IWOTH)) {
-		snprintf(err, errlen, "%s: writable by %s (chmod go-w)", path,
-			 sb.st_mode & S_IWOTH ? "others" : "its group");
-		r = -1;
-	}
-	for (char *slash = strrchr(real, '/'); r == 0 && slash; slash = strrchr(real, '/')) {
-		*slash = 0;
-		const char *dir = real[0] ? real : "/";
-		if (stat(dir, &sb) < 0) {
-			snprintf(err, errlen, "%s: %s", dir, strerror(errno));
-			r = -1;
-		} else if (sb.st_uid != 0 && sb.st_uid != me) {
-			snprintf(err, errlen, "%s: directory of %s owned by uid %u, neither root nor the daemon's user",
-				 dir, path, (unsigned)sb.st_uid);
-			r = -1;
-		} else if ((sb.st_mode & (S_IWGRP | S_IWOTH)) && !((sb.st_mode & S_ISVTX) && sb.st_uid == 0)) {
-			snprintf(err, errlen, "%s: directory of %s is writable by %s", dir, path,
-				 sb.st_mode & S_IWOTH ? "others" : "its group");
-			r = -1;
-		}
-		if (!real[0])
-			break;
-	}
-	free(real);
-	return r;
-}
-
 /* Effective CAP_NET_ADMIN, asked of the kernel directly (no libcap). */
 static bool have_net_admin(void)
 {
@@ -1100,6 +1066,8 @@ int main(int argc, char **argv)
 	d.engine = load_engine(&d, err, sizeof err);
 	if (!d.engine) {
 		fprintf(stderr, "%s\n", err);
+		ptable_free(d.ptable);
+		sink_free(d.sink);
 		return 2;
 	}
 	if (d.opt.check) {

@@ -31,26 +31,80 @@ function M.signal_number(sig)
 end
 function M.signal_name(n) return NAMES[n] or ("signal " .. tostring(n)) end
 
-M.protected = {} -- compiled exe matchers from protect{}
+-- protect{}: no action signals a process whose executable is one of the
+-- root-owned files an entry names. The daemon (engine.c, identity.c)
+-- resolves each entry to inodes at load and checks the target's exe inode
+-- where the signal is sent, after the process is pinned: a copy of a
+-- binary, a user's file of the same name or a path in another mount
+-- namespace is not protected; an upgraded binary still running (exe
+-- " (deleted)") still is. Where no process is pinned (a dry run, a
+-- replay, procwarden.testing) the entries are judged by name instead, as
+-- the inode check judges a root-owned file at that path.
+M.protected = {} -- per entry: the test by name
 M.protected_globs = {}
 
--- protect { "/usr/sbin/sshd", "*/systemd" }: exe globs no action signals.
+-- Directories a glob starting with '*' is expanded over (the only places
+-- such a glob names anything), and how deep below an entry's directory.
+M.SYSTEM_DIRS = {
+  "/usr/bin", "/usr/sbin", "/usr/libexec", "/usr/lib", "/usr/lib64", "/usr/local/bin", "/usr/local/sbin",
+  "/usr/local/libexec", "/bin", "/sbin", "/lib", "/lib64", "/opt",
+}
+M.PROTECT_DEPTH = 4 -- identity.h PW_PROTECT_DEPTH
+
+-- The directory part of a glob's literal start ("" for /).
+local function fixed_dir(g)
+  local lit = g:match("^[^%*%?%[\\]*")
+  return lit:match("^(.*)/") or ""
+end
+
+-- Is path below dir, at most PROTECT_DEPTH directories down?
+local function below(path, dir)
+  if path:sub(1, #dir + 1) ~= dir .. "/" then return false end
+  local _, slashes = path:sub(#dir + 2):gsub("/", "")
+  return slashes <= M.PROTECT_DEPTH
+end
+
+local function name_test(g)
+  local m = match.compile(g)
+  local dirs = g:sub(1, 1) == "*" and M.SYSTEM_DIRS or { fixed_dir(g) }
+  return function(exe)
+    exe = exe:gsub(" %(deleted%)$", "")
+    for _, d in ipairs(dirs) do
+      if below(exe, d) and m(exe) then return true end
+    end
+    return false
+  end
+end
+
+-- protect { "/usr/sbin/sshd", "*/systemd" }: entries are absolute paths or
+-- globs, or globs starting with '*' (a warning: those name files below
+-- M.SYSTEM_DIRS only).
 function M.protect(globs)
   if type(globs) == "string" then globs = { globs } end
   if type(globs) ~= "table" or #globs == 0 then error("protect: expects a list of exe globs", 2) end
   for _, g in ipairs(globs) do
     if type(g) ~= "string" then error("protect: expects a list of exe globs", 2) end
-    M.protected[#M.protected + 1] = match.compile(g)
+    local c = g:sub(1, 1)
+    if c ~= "/" and c ~= "*" then
+      error(("protect: '%s' is neither an absolute path nor a glob starting with '*'"):format(g), 2)
+    end
+  end
+  for _, g in ipairs(globs) do
+    if host.protect then -- called here, not through pcall: its messages name the caller's line
+      local ok, why = host.protect(g, M.SYSTEM_DIRS)
+      if not ok then error("protect: " .. tostring(why), 2) end
+    end
+    M.protected[#M.protected + 1] = name_test(g)
     M.protected_globs[#M.protected_globs + 1] = g
   end
-  if host.prekill_off then host.prekill_off() end -- C must not signal what is protected now
+  if host.prekill_off then host.prekill_off() end -- C's early kill does not judge protect{}
   return true
 end
 
-local function is_protected(exe)
+local function protected_by_name(exe)
   if exe == nil then return false end
-  for _, m in ipairs(M.protected) do
-    if m(exe) then return true end
+  for _, test in ipairs(M.protected) do
+    if test(exe) then return true end
   end
   return false
 end
@@ -68,13 +122,14 @@ local function output(level, msg, e, name, ok, err, extra, r)
   host.emit(level, msg, "action", e, r and r.tags, { result }, r and r.name)
 end
 
--- Signal one process: identity-checked, protect{}-checked, dry-run aware.
+-- Signal one process: identity-checked, protect{}-checked (by the daemon
+-- where it sends the signal), dry-run aware.
 -- Returns ok, err, done ("killed" / "would kill" ...).
 local function send(p, sig, verb, state, e, r)
   local pid = p.tgid or p.pid
   local exe = p.exe
   local what = ("pid %d (%s)"):format(pid, exe or "?")
-  if is_protected(exe) then
+  if (state.dry_run or not host.protect) and protected_by_name(exe) then -- nothing pinned: by name
     local why = "refused: protected (" .. exe .. ")"
     if host.refused then host.refused() end
     output("warning", ("%s %s %s"):format(verb, what, why), e, verb, false, why, nil, r)
@@ -102,7 +157,8 @@ local function send(p, sig, verb, state, e, r)
       M.signal_name(sig), lat), e, verb, true, nil, extra, r)
     return true, nil, verb == "kill" and "killed" or "signalled"
   end
-  output("warning", ("%s %s failed: %s"):format(verb, what, why), e, verb, false, why, nil, r)
+  local refusal = type(why) == "string" and why:find("^refused: protected") -- by the exe's inode, in C
+  output("warning", ("%s %s %s%s"):format(verb, what, refusal and "" or "failed: ", why), e, verb, false, why, nil, r)
   return nil, why, verb
 end
 
@@ -125,6 +181,13 @@ local function descendants(p, e)
   return out
 end
 
+-- A rule that acted without knowing what the process runs (its exe could
+-- not be read: the rule failed closed) says why in its result.
+local function unknown_note(e)
+  local why = type(e) == "table" and rawget(e, "_unknown")
+  return why and (" (" .. why .. ")") or ""
+end
+
 local function do_kill(target, sig, opts, state, e, verb, r)
   local p = resolve(target)
   if p == nil then return nil, "no such target", verb end
@@ -132,6 +195,11 @@ local function do_kill(target, sig, opts, state, e, verb, r)
   local kids = tree and descendants(p, e) or {}
   local ok, err, done = send(p, sig, verb, state, e, r)
   for _, child in ipairs(kids) do send(child, sig, verb, state, e, r) end
+  local note = unknown_note(e)
+  if note ~= "" then
+    done = done .. note
+    if err then err = err .. note end
+  end
   return ok, err, done
 end
 
@@ -198,13 +266,18 @@ function M.make(state)
     local template = require "procwarden.template"
     local function run(e)
       local expanded = {}
-      for i, a in ipairs(argv) do expanded[i] = e and template.expand(a, e) or a end
+      for i, a in ipairs(argv) do expanded[i] = e and template.expand(a, e, false) or a end -- arguments whole
       local text = table.concat(expanded, " ")
       if state.dry_run then
         output("notice", "would exec " .. text, e, "exec", true)
         return true, nil, "would exec"
       end
-      local o = { timeout = opts.timeout, env = opts.env, user = opts.user, stdout_cap = opts.stdout_cap,
+      local env -- a plain copy: opts.env may be an event's read-only view (e.env), which C cannot walk
+      if type(opts.env) == "table" then
+        env = {}
+        for k, v in pairs(opts.env) do env[k] = v end
+      end
+      local o = { timeout = opts.timeout, env = env or opts.env, user = opts.user, stdout_cap = opts.stdout_cap,
         on_exit = opts.on_exit, name = "exec " .. expanded[1] }
       local ok, why = host.exec(expanded, o)
       output(ok and "info" or "warning", ok and ("started " .. text) or ("exec " .. text .. " failed: " .. why),
@@ -227,12 +300,22 @@ function M.make(state)
           true, nil, nil, r)
         return true, nil, "would deny"
       end
+      -- why fanotify did not decide it before it ran, and why the rule
+      -- held if it could not read the exe
+      local how = "uncovered" .. (e.uncovered and (": " .. e.uncovered) or "")
       local ok, err = do_kill(e, 9, nil, state, e, "kill", r)
-      return ok, err, ok and "killed after exec" or "kill after exec"
+      return ok, err and (err .. "; " .. how),
+        (ok and "killed after exec (" or "kill after exec (") .. how .. ")" .. unknown_note(e)
     end)
   end
 
-  api.protect = M.protect
+  -- protect{} at the top level of a rules file only: the daemon resolves
+  -- the entries to files once the files are loaded. (A tail call: the
+  -- entry's messages name the caller's line.)
+  function api.protect(globs)
+    if not state.loading then error("protect: only at the top level of a rules file (resolved at load)", 2) end
+    return M.protect(globs)
+  end
   return api
 end
 
