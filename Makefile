@@ -28,7 +28,7 @@ LUA_SRC   := $(sort $(wildcard lua/procwarden/*.lua))
 EMBED_SRC := $(LUA_SRC) rules/default.lua
 DAEMON_SRC:= $(filter-out src/fuzz_%.c,$(wildcard src/*.c))
 DAEMON_OBJ:= $(patsubst src/%.c,$(BUILD)/obj/%.o,$(DAEMON_SRC)) $(BUILD)/obj/embedded.o
-CORE_SRC  := src/core.c src/decision.c src/event.c src/proc.c src/replay.c src/ptable.c src/sink.c src/log.c
+CORE_SRC  := src/core.c src/decision.c src/event.c src/proc.c src/replay.c src/ptable.c src/mounts.c src/sink.c src/log.c
 VERSION   := $(shell git describe --always --dirty 2>/dev/null || echo 0.1)
 
 .PHONY: all deps run check test lint clean install sanitize fuzz fuzz-deps bench soak

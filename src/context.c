@@ -96,6 +96,13 @@ int ctx_fill(lua_State *L)
 		set_str(L, "tty", img->tty);
 	} else if (img) {
 		set_str(L, "exe", img->exe);
+		set_str(L, "exe_error", img->exe_error);
+		set_str(L, "exe_fs", img->exe_fs);
+		if (img->exe_stat) { /* on exec events too: a deny rule's fallback sees what the responder saw */
+			set_int(L, "exe_uid", img->exe_uid);
+			set_int(L, "exe_gid", img->exe_gid);
+			set_int(L, "exe_mode", img->exe_mode);
+		}
 		set_str(L, "cgroup", img->cgroup);
 		set_str(L, "tty", img->tty);
 		if (img->argv_len) {
@@ -107,6 +114,7 @@ int ctx_fill(lua_State *L)
 			lua_rawset(L, -3);
 		}
 	}
+	set_str(L, "uncovered", c->uncovered);
 	/* A decision's ids and ppid as the responder read them stay: the rules
 	 * judge what the C matchers judged (engine.c push_decision). */
 	bool ids_given = decision && has_field(L, "uid");

@@ -1,23 +1,43 @@
-/* deny.c: pre-exec decisions. A responder thread owns the fanotify fd
- * (FAN_CLASS_CONTENT, FAN_OPEN_EXEC_PERM marks on whole filesystems). It
- * reads exec permission requests in rounds, gathers what is known before
- * the program runs (the file's path, owner, mode and, when a rule needs it,
- * sha256 of the exact bytes), decides what it can itself with the compiled
- * decision program (decision.c: the rules' plain entries, in C), hands the
- * rest of the round to the loop thread (ev_async) where the decision rules
- * run in Lua, and answers every request by its deadline:
+/* deny.c: pre-exec decisions. A responder thread owns the shared fanotify
+ * group (FAN_CLASS_CONTENT, FAN_OPEN_EXEC_PERM marks on whole filesystems).
+ * It reads exec permission requests in rounds, gathers what is known before
+ * the program runs (the file's path, owner, mode, filesystem type and, when
+ * a rule needs it, sha256 of the exact bytes), decides what it can itself
+ * with the compiled decision program (decision.c: the rules' plain entries,
+ * in C), hands the rest of the round to the loop thread (ev_async) where the
+ * decision rules run in Lua, and answers every request by its deadline:
  * with the rules' verdict when it came in time, else by default (allow, or
- * deny with --deny-fail-closed; deny when a needed hash was not ready). It
- * also keeps the marks current: every filesystem of this mount namespace
- * (re-read when /proc/self/mountinfo changes) and of other mount namespaces
- * (containers), found by a periodic scan. If the daemon dies, the kernel
- * allows whatever was waiting. */
+ * deny with --deny-fail-closed; deny when a needed hash was not ready).
+ *
+ * Filesystems served by a process (FUSE) never reach the shared group: any
+ * touch of their files, even the kernel opening one for our read(), may
+ * wait on their server forever. Each such filesystem gets a group of its
+ * own, read and answered by a thread of its own that holds a private fd
+ * table (only that group's fd and a wake-up eventfd): a hung server holds
+ * that thread and the execs from its own mount, nothing else, and a killed
+ * daemon releases every other exec (a thread stuck in FUSE would otherwise
+ * keep every fd of the process open). It describes its requests without
+ * touching the file's data (path from the fd link, cached attributes) and
+ * hands them to the responder to decide like any other.
+ *
+ * The marks follow the mount tables: every filesystem of this mount
+ * namespace and of the others (containers), each marked through an fd of
+ * its mount point whose device was checked (a mount stacked over another
+ * leads elsewhere), re-read when a table changes (mount-namespace fanotify
+ * marks where the kernel has them, else mountinfo's POLLPRI), found by a
+ * periodic scan and at once when an exec comes from a namespace not seen
+ * before. A failed mark is retried, never taken as done. If the daemon
+ * dies, the kernel allows whatever was waiting. doc/threat-model.md says
+ * what this covers and what it cannot. */
 #include "deny.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/nsfs.h>
+#include <linux/openat2.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -25,8 +45,12 @@
 #include <string.h>
 #include <signal.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/fanotify.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,14 +59,34 @@
 #include "decision.h"
 #include "hash.h"
 #include "log.h"
+#include "mounts.h"
 #include "proc.h"
 
-#define MAX_MARKS 1024
-#define MAX_NAMESPACES 512
+/* Mount-namespace marks (Linux 6.14+); Debian 12's headers predate them. */
+#ifndef FAN_REPORT_MNT
+#define FAN_REPORT_MNT 0x00004000
+#endif
+#ifndef FAN_MARK_MNTNS
+#define FAN_MARK_MNTNS 0x00000110
+#endif
+#ifndef FAN_MNT_ATTACH
+#define FAN_MNT_ATTACH 0x01000000
+#endif
+#ifndef FAN_MNT_DETACH
+#define FAN_MNT_DETACH 0x02000000
+#endif
+
+#define MAX_MARKS 65536        /* filesystems marked in the shared group */
+#define MAX_NAMESPACES 65536   /* mount namespaces known */
+#define MAX_FD_WATCHES 16384   /* mountinfo fds watched (without mount-namespace marks) */
+#define MAX_FUSE_GROUPS 256    /* FUSE (and user-namespace overlay) filesystems with a group of their own */
+#define FUSE_STACK (256u << 10) /* a FUSE thread's stack: its frames are small */
+#define FUSE_INBOX 256         /* FUSE requests waiting for the responder */
+#define FUSE_POLL_MS 250       /* a FUSE thread looks at its stop flag this often */
 #define DONE_MAX (PW_DENY_BATCH * 4)
 #define NS_SCAN_MS 2000
-#define MAX_WATCHED 64
-#define RECENT_MAX 1024 /* execs allowed in time, until the loop sees their exec event */
+#define PENDING_SCANS 64       /* namespaces to scan at once, queued by the loop */
+#define RECENT_MAX 1024 /* execs answered, until the loop sees their exec event */
 #define CALLER_PIDFDS 4 /* kept pidfds of the last callers (caller_info) */
 #define RECENT_WINDOW_NS 1000000000ull /* an exec event this long after its answer is not its own */
 
@@ -50,9 +94,40 @@ enum { SLOT_FREE, SLOT_ASKED, SLOT_DECIDED };
 
 struct slot {
 	struct pw_deny_req req;
-	int fd;       /* the event's fd (of the file being executed) */
+	int fd;       /* the event's fd (of the file being executed); -1 for a FUSE request */
+	int inbox;    /* a FUSE request: its index in the inbox; -1 otherwise */
 	int state;
 	bool late;
+};
+
+/* A set of 64-bit keys (devices, namespace inodes): open addressing, grows. */
+struct keyset {
+	uint64_t *v; /* key + 1; 0 = empty */
+	size_t cap, n;
+};
+
+enum { FUSE_STARTING, FUSE_MARKED, FUSE_FAILED, FUSE_DONE };
+
+struct fuse_group {
+	bool used;
+	dev_t dev;
+	char type[32];
+	char *path;        /* its mount point, reached from our root (/proc/PID/root/...) */
+	pthread_t thread;
+	atomic_int state;
+	atomic_bool stop;
+	bool seen;         /* listed by the last reading of the mount tables */
+	int err;           /* FUSE_FAILED: errno of the failed step */
+};
+
+enum { INBOX_FREE, INBOX_WAITING, INBOX_TAKEN, INBOX_ANSWERED };
+
+struct fuse_req {
+	int state;
+	int group;
+	uint64_t deadline;
+	bool deny;
+	struct pw_deny_req req;
 };
 
 struct pw_deny {
@@ -60,14 +135,16 @@ struct pw_deny {
 	int fan;
 	int stop_pipe[2];
 	int mountinfo;
-	/* the responder waits on fan, stop_pipe[0], mountinfo and the watched
-	 * namespaces' mountinfo: one epoll set, registered once (a poll(2) of
-	 * every fd per request was ~6% of the daemon's CPU in exec_cost) */
+	int mnt_fan;  /* mount-namespace marks (FAN_REPORT_MNT), or -1: mountinfo POLLPRI instead */
+	int wake;     /* eventfd: a FUSE request waits, or the loop queued a namespace scan */
+	/* the responder waits on fan, stop_pipe[0], wake, mnt_fan or mountinfo and
+	 * the watched namespaces' mountinfo: one epoll set, registered once */
 	int ep;
 	pthread_t thread;
 	bool thread_started;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
+	pthread_cond_t fuse_cv; /* a FUSE request was answered */
 	/* the round in progress (under mu) */
 	struct slot slots[PW_DENY_BATCH];
 	int nslots;
@@ -80,20 +157,24 @@ struct pw_deny {
 	int ndone;
 	ev_async async;
 	/* marks (under mu) */
-	dev_t marked[MAX_MARKS];
-	int nmarked;
-	dev_t prev[MAX_MARKS]; /* marked before the last remark (for messages) */
-	int nprev;
-	int nnamespaces; /* other mount namespaces seen by the last scan */
-	/* mountinfo of other namespaces, in the epoll set (EPOLLPRI: mounts changed);
-	 * touched by the responder thread only (and by deny_start before it) */
+	struct keyset marked;   /* devices marked in the shared group */
+	struct keyset prev;     /* marked before the last remark (for messages) */
+	struct keyset reported; /* devices whose failure was said already */
+	struct keyset fuse_devs;/* devices answered by a FUSE group */
+	struct keyset known_ns; /* mount namespaces scanned (their nsfs inodes), ours included */
+	pid_t pending[PENDING_SCANS]; /* pids whose namespace the loop saw for the first time */
+	int npending;
+	struct fuse_group fuse[MAX_FUSE_GROUPS];
+	struct fuse_req inbox[FUSE_INBOX];
+	/* watched namespaces (the responder thread's own, and deny_start's before it) */
 	struct ns_watch {
-		ino_t ino;
+		uint64_t ino;
 		pid_t pid;
-		int fd;
-	} watch[MAX_WATCHED];
-	int nwatch;
+		int fd; /* its mountinfo in the epoll set, or -1 (a mount-namespace mark) */
+	} *watch;
+	int nwatch, capwatch, nfdwatch;
 	atomic_bool need_sha256;
+	atomic_bool need_remark; /* a FUSE group lost its filesystem: read the tables again */
 	/* the responder thread's own: pidfds of the last callers (caller_info),
 	 * and whether PIDFD_GET_INFO is missing here */
 	struct caller_pidfd {
@@ -102,13 +183,15 @@ struct pw_deny {
 	} callers[CALLER_PIDFDS];
 	unsigned callers_next;
 	bool no_pidfd_info;
+	pid_t self;
 	struct pw_dprog *prog;   /* under mu; the responder holds a reference per round */
-	/* execs the rules allowed in time (under mu): their exec events need
-	 * no kill after exec (deny_exec_seen) */
+	/* execs answered (under mu): the allowed ones' exec events need no kill
+	 * after exec (deny_exec_seen); the late ones say so */
 	struct recent {
 		pid_t pid;
 		dev_t dev;
 		ino_t ino;
+		bool late;     /* answered by default, not by the rules */
 		uint64_t path_hash;
 		uint64_t answered_ns; /* CLOCK_MONOTONIC, as exec events' ktime */
 	} recent[RECENT_MAX];
@@ -116,122 +199,574 @@ struct pw_deny {
 	struct pw_deny_stats st; /* under mu */
 };
 
-/* ---- marks ------------------------------------------------------------- */
+/* ---- sets ---------------------------------------------------------------- */
 
-static bool pseudo_fs(const char *type)
+static uint64_t key_hash(uint64_t k)
 {
-	static const char *const skip[] = {
-		"proc", "sysfs", "cgroup", "cgroup2", "devpts", "mqueue", "bpf", "tracefs", "debugfs",
-		"securityfs", "pstore", "configfs", "fusectl", "autofs", "binfmt_misc", "nsfs",
-		"efivarfs", "selinuxfs", "rpc_pipefs",
-	};
-	for (size_t i = 0; i < sizeof skip / sizeof skip[0]; i++)
-		if (strcmp(type, skip[i]) == 0)
+	k ^= k >> 33;
+	k *= 0xff51afd7ed558ccdull;
+	k ^= k >> 33;
+	return k;
+}
+
+static bool keyset_has(const struct keyset *s, uint64_t k)
+{
+	if (!s->cap)
+		return false;
+	for (size_t i = key_hash(k) & (s->cap - 1);; i = (i + 1) & (s->cap - 1)) {
+		if (s->v[i] == 0)
+			return false;
+		if (s->v[i] == k + 1)
 			return true;
-	return false;
-}
-
-/* Mark the filesystem holding path (once per device). Logs new marks when
- * verbose is set and the device was not marked before the last remark.
- * Caller holds mu. */
-static void mark_dev(struct pw_deny *d, const char *path, const char *type, bool verbose, dev_t dev);
-
-static void mark_path(struct pw_deny *d, const char *path, const char *type, bool verbose)
-{
-	struct stat sb;
-	if (stat(path, &sb) == 0)
-		mark_dev(d, path, type, verbose, sb.st_dev);
-}
-
-/* Mark the filesystem of device dev, mounted at path (once per device).
- * Caller holds mu. */
-static void mark_dev(struct pw_deny *d, const char *path, const char *type, bool verbose, dev_t dev)
-{
-	struct stat sb = {.st_dev = dev};
-	for (int i = 0; i < d->nmarked; i++)
-		if (d->marked[i] == sb.st_dev)
-			return;
-	for (int i = 0; i < d->nprev; i++)
-		if (d->prev[i] == sb.st_dev)
-			verbose = false; /* marked before: said already */
-	if (d->nmarked == MAX_MARKS) {
-		d->st.mark_failures++;
-		return;
 	}
-	if (fanotify_mark(d->fan, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, FAN_OPEN_EXEC_PERM, AT_FDCWD, path) < 0) {
-		d->st.mark_failures++;
-		pw_log(PW_LOG_WARNING, "deny: cannot cover %s (%s): %s; execs from it are killed after exec instead",
-		       path, type ? type : "?", strerror(errno));
-		d->marked[d->nmarked++] = sb.st_dev; /* do not retry at every change */
-		return;
-	}
-	d->marked[d->nmarked++] = sb.st_dev;
-	d->st.filesystems++;
-	if (verbose)
-		pw_log(PW_LOG_NOTICE, "deny: covering %s (%s)", path, type ? type : "?");
 }
 
-/* Undo mountinfo's octal escapes (\040 for a space) in place. */
-static void unescape(char *s)
+/* false when full (limit) or out of memory */
+static bool keyset_add(struct keyset *s, uint64_t k, size_t limit)
 {
-	char *w = s;
-	for (char *r = s; *r; r++) {
-		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' && r[3] >= '0' && r[3] <= '7') {
-			*w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
-			r += 3;
-		} else {
-			*w++ = *r;
+	if (keyset_has(s, k))
+		return true;
+	if (s->n >= limit)
+		return false;
+	if ((s->n + 1) * 2 > s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 64;
+		uint64_t *v = calloc(cap, sizeof *v);
+		if (!v)
+			return false;
+		for (size_t i = 0; i < s->cap; i++)
+			if (s->v[i])
+				for (size_t j = key_hash(s->v[i] - 1) & (cap - 1);; j = (j + 1) & (cap - 1))
+					if (!v[j]) {
+						v[j] = s->v[i];
+						break;
+					}
+		free(s->v);
+		s->v = v;
+		s->cap = cap;
+	}
+	for (size_t i = key_hash(k) & (s->cap - 1);; i = (i + 1) & (s->cap - 1))
+		if (!s->v[i]) {
+			s->v[i] = k + 1;
+			s->n++;
+			return true;
 		}
-	}
-	*w = 0;
 }
 
-/* Mark every real filesystem listed in a mountinfo file; prefix is
- * prepended to mount points (another namespace: /proc/PID/root). */
-static void mark_mountinfo(struct pw_deny *d, const char *mountinfo, const char *prefix, bool verbose)
+static void keyset_clear(struct keyset *s)
 {
-	FILE *f = fopen(mountinfo, "re");
-	if (!f)
-		return;
-	char line[4096];
-	while (fgets(line, sizeof line, f)) {
-		/* id parent maj:min root mountpoint options [optional...] - type source superopts */
-		char *save = NULL, *field[5] = {0};
-		char *tok = strtok_r(line, " ", &save);
-		for (int i = 0; i < 5 && tok; i++, tok = strtok_r(NULL, " ", &save))
-			field[i] = tok;
-		if (!field[4])
-			continue;
-		while (tok && strcmp(tok, "-") != 0)
-			tok = strtok_r(NULL, " ", &save);
-		char *type = tok ? strtok_r(NULL, " ", &save) : NULL;
-		if (!type || pseudo_fs(type))
-			continue;
-		unescape(field[4]);
-		char path[PATH_MAX];
-		unsigned maj, min;
-		if (snprintf(path, sizeof path, "%s%s", prefix, field[4]) >= (int)sizeof path ||
-		    sscanf(field[2], "%u:%u", &maj, &min) != 2)
-			continue;
-		/* the device from mountinfo: no stat() of a mount point (a hung
-		 * network filesystem must not hang the responder) */
-		pthread_mutex_lock(&d->mu);
-		mark_dev(d, path, type, verbose, makedev(maj, min));
-		pthread_mutex_unlock(&d->mu);
-	}
-	fclose(f);
+	if (s->v)
+		memset(s->v, 0, s->cap * sizeof *s->v);
+	s->n = 0;
 }
 
-static void mark_namespace(struct pw_deny *d, pid_t pid)
+static void keyset_free(struct keyset *s)
+{
+	free(s->v);
+	memset(s, 0, sizeof *s);
+}
+
+/* dst = src (dst's memory reused when it fits) */
+static void keyset_copy(struct keyset *dst, const struct keyset *src)
+{
+	if (dst->cap != src->cap) {
+		uint64_t *v = src->cap ? calloc(src->cap, sizeof *v) : NULL;
+		if (src->cap && !v) {
+			keyset_clear(dst);
+			return;
+		}
+		free(dst->v);
+		dst->v = v;
+		dst->cap = src->cap;
+	}
+	if (src->cap)
+		memcpy(dst->v, src->v, src->cap * sizeof *src->v);
+	dst->n = src->n;
+}
+
+/* ---- marks --------------------------------------------------------------- */
+
+static void wake_responder(struct pw_deny *d)
+{
+	uint64_t one = 1;
+	if (write(d->wake, &one, sizeof one) < 0 && errno != EAGAIN)
+		pw_log(PW_LOG_ERROR, "deny: waking the responder: %s", strerror(errno));
+}
+
+/* An fd (O_PATH) of a mount point, reached from rootfd. A walk below a
+ * FUSE mount is made only from the kernel's caches (RESOLVE_CACHED: any
+ * lookup that needs the filesystem fails at once): its server could hold
+ * it. -errno on failure; -EAGAIN: below FUSE and not cached. */
+static int open_mount_point(int rootfd, const char *point, bool under_fuse)
+{
+	const char *rel = point;
+	while (*rel == '/')
+		rel++;
+	if (!*rel)
+		rel = ".";
+	struct open_how how = {.flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_CACHED};
+	long fd = syscall(SYS_openat2, rootfd, rel, &how, sizeof how);
+	if (fd < 0 && errno == EAGAIN && !under_fuse) {
+		how.resolve &= ~(uint64_t)RESOLVE_CACHED;
+		fd = syscall(SYS_openat2, rootfd, rel, &how, sizeof how);
+	}
+	if (fd < 0 && errno == ENOSYS) /* before openat2 (5.6): a plain walk, never below FUSE */
+		fd = under_fuse ? (errno = EAGAIN, -1) : openat(rootfd, rel, O_PATH | O_CLOEXEC | O_NOFOLLOW);
+	return fd < 0 ? -errno : (int)fd;
+}
+
+/* Mark the filesystem of an O_PATH fd. fanotify_mark() takes no O_PATH fd
+ * as its object, so the fd's magic link names it: the walk jumps to the
+ * object itself, looking nothing up. 0 or -errno. */
+static int mark_fd(int fan, int fd)
+{
+	char link[64];
+	snprintf(link, sizeof link, "/proc/thread-self/fd/%d", fd);
+	return fanotify_mark(fan, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, FAN_OPEN_EXEC_PERM, AT_FDCWD, link) < 0 ? -errno : 0;
+}
+
+/* The device of an fd's filesystem, from cached attributes (never asks a
+ * FUSE server). 0 or -errno. */
+static int fd_dev(int fd, dev_t *dev)
+{
+	struct statx sx;
+	if (statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, 0, &sx) < 0)
+		return -errno;
+	*dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
+	return 0;
+}
+
+/* Say once per device why it is not covered. Caller holds mu. */
+static bool first_report(struct pw_deny *d, dev_t dev)
+{
+	if (keyset_has(&d->reported, dev))
+		return false;
+	keyset_add(&d->reported, dev, MAX_MARKS);
+	return true;
+}
+
+static void fuse_group_ensure(struct pw_deny *d, const char *root, const struct pw_mount *m);
+
+/* Mark the filesystem mounted at m (in the table ms, read from the
+ * namespace whose root is rootfd, named root in paths) in the shared
+ * group, once per device. */
+static void mark_mount(struct pw_deny *d, int rootfd, const char *root, const struct pw_mounts *ms,
+		       const struct pw_mount *m, bool verbose, bool user_owned)
+{
+	if (mounts_type_pseudo(m->type))
+		return;
+	/* An overlay a user mounted in a namespace of their own opens its lower
+	 * files with that user's rights: they may lie on a FUSE mount of the
+	 * same namespace. Answered apart like FUSE. */
+	if (mounts_type_blocks(m->type) || (user_owned && strcmp(m->type, "overlay") == 0)) {
+		fuse_group_ensure(d, root, m);
+		return;
+	}
+	dev_t dev = makedev(m->maj, m->min);
+	pthread_mutex_lock(&d->mu);
+	bool done = keyset_has(&d->marked, dev);
+	bool said = keyset_has(&d->prev, dev);
+	pthread_mutex_unlock(&d->mu);
+	if (done)
+		return;
+	int fd = open_mount_point(rootfd, m->point, mounts_under_fuse(ms, m));
+	dev_t got = 0;
+	int rc = fd < 0 ? fd : fd_dev(fd, &got);
+	const char *why = NULL;
+	if (rc == -EAGAIN)
+		why = "below a FUSE mount and not in the kernel's caches: not walked (its server could hold the walk)";
+	else if (rc == 0 && got != dev)
+		why = "another mount is stacked over it: its mount point leads elsewhere";
+	else if (rc == 0)
+		rc = mark_fd(d->fan, fd);
+	if (fd >= 0)
+		close(fd); /* O_PATH: closing it asks nothing of the filesystem */
+	pthread_mutex_lock(&d->mu);
+	bool report = false;
+	if (!why && rc == 0) {
+		if (keyset_add(&d->marked, dev, MAX_MARKS)) {
+			d->st.filesystems++;
+			if (verbose && !said)
+				pw_log(PW_LOG_NOTICE, "deny: covering %s%s (%s)", root, m->point, m->type);
+		}
+	} else {
+		if (rc == -EAGAIN)
+			d->st.mark_skipped++;
+		else if (why)
+			d->st.mark_hidden++;
+		else
+			d->st.mark_failures++;
+		report = first_report(d, dev);
+	}
+	pthread_mutex_unlock(&d->mu);
+	if (report)
+		pw_log(PW_LOG_WARNING, "deny: cannot cover %s%s (%s): %s; execs from it are killed after exec "
+		       "instead (marked through the process's exe at its first exec; retried at every mount change)",
+		       root, m->point, m->type, why ? why : strerror(-rc));
+}
+
+/* Is pid's mount namespace owned by a user namespace other than the
+ * initial one (made by an unprivileged user)? */
+static bool ns_user_owned(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/ns/mnt", (int)pid);
+	int ns = open(path, O_RDONLY | O_CLOEXEC);
+	if (ns < 0)
+		return false;
+	int user = ioctl(ns, NS_GET_USERNS);
+	close(ns);
+	if (user < 0)
+		return false;
+	struct stat owner, init;
+	bool other = fstat(user, &owner) == 0 && stat("/proc/1/ns/user", &init) == 0 && owner.st_ino != init.st_ino;
+	close(user);
+	return other;
+}
+
+/* Mark every filesystem of pid's mount namespace (pid 0: ours). */
+static void mark_table(struct pw_deny *d, pid_t pid, bool verbose)
 {
 	char mi[64], root[64];
-	snprintf(mi, sizeof mi, "/proc/%d/mountinfo", (int)pid);
-	snprintf(root, sizeof root, "/proc/%d/root", (int)pid);
-	mark_mountinfo(d, mi, root, true);
+	if (pid) {
+		snprintf(mi, sizeof mi, "/proc/%d/mountinfo", (int)pid);
+		snprintf(root, sizeof root, "/proc/%d/root", (int)pid);
+	} else {
+		snprintf(mi, sizeof mi, "/proc/self/mountinfo");
+		root[0] = 0;
+	}
+	struct pw_mounts ms;
+	if (mounts_read(mi, &ms) < 0)
+		return; /* gone */
+	int rootfd = open(pid ? root : "/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	bool user_owned = pid && ns_user_owned(pid);
+	if (rootfd >= 0) {
+		for (size_t i = 0; i < ms.n; i++)
+			mark_mount(d, rootfd, root, &ms, &ms.m[i], verbose, user_owned);
+		close(rootfd);
+	}
+	mounts_free(&ms);
 }
 
+/* The filesystem of pid's executable, seen at an exec without a mark: mark
+ * it through the exe itself (a mount hidden under another is reached this
+ * way). Not a FUSE one: its group comes with its namespace's table. */
+static void mark_exe(struct pw_deny *d, pid_t pid, dev_t dev)
+{
+	char type[32], path[64];
+	mounts_fs_type(pid, dev, type, sizeof type);
+	if (!type[0] || mounts_type_blocks(type) || mounts_type_pseudo(type))
+		return; /* unknown type: never risk a FUSE one in the shared group */
+	snprintf(path, sizeof path, "/proc/%d/exe", (int)pid);
+	int fd = open(path, O_PATH | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	dev_t got;
+	int rc = fd_dev(fd, &got);
+	if (rc == 0 && got == dev)
+		rc = mark_fd(d->fan, fd);
+	close(fd);
+	if (rc == 0 && got != dev)
+		return; /* it exec'd again: its next exec event tells */
+	pthread_mutex_lock(&d->mu);
+	bool added = false;
+	if (rc == 0 && !keyset_has(&d->marked, dev) && keyset_add(&d->marked, dev, MAX_MARKS)) {
+		d->st.filesystems++;
+		added = true;
+	} else if (rc < 0) {
+		d->st.mark_failures++;
+	}
+	pthread_mutex_unlock(&d->mu);
+	if (added)
+		pw_log(PW_LOG_NOTICE, "deny: covering the filesystem (%s, %u:%u) of pid %d's exe, seen at its exec",
+		       type, major(dev), minor(dev), (int)pid);
+}
+
+/* ---- FUSE groups ----------------------------------------------------------- */
+
+static void fuse_answer(int fan, int fd, bool deny)
+{
+	struct fanotify_response r = {.fd = fd, .response = deny ? FAN_DENY : FAN_ALLOW};
+	if (write(fan, &r, sizeof r) != sizeof r)
+		pw_log(PW_LOG_ERROR, "deny: answering a FUSE request: %s", strerror(errno));
+	close(fd); /* may wait on the server (FLUSH): this thread only */
+}
+
+/* What is known of a FUSE file without asking its server: the path from the
+ * fd's link, the attributes the kernel has cached. No hash: its bytes are
+ * the server's to choose (and to withhold). */
+static void fuse_describe(struct pw_deny *d, struct fuse_group *g, const struct fanotify_event_metadata *md,
+			  struct pw_deny_req *r)
+{
+	memset(r, 0, sizeof *r);
+	r->pid = md->pid;
+	char link[64];
+	snprintf(link, sizeof link, "/proc/thread-self/fd/%d", md->fd); /* our table is not the process's */
+	ssize_t n = readlink(link, r->exe, sizeof r->exe - 1);
+	r->exe[n > 0 ? n : 0] = 0;
+	if (n < 0)
+		snprintf(r->exe_error, sizeof r->exe_error, "%s", strerrorname_np(errno) ? strerrorname_np(errno) : "unreadable");
+	struct statx sx;
+	if (statx(md->fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_BASIC_STATS, &sx) == 0) {
+		r->exe_uid = sx.stx_uid;
+		r->exe_gid = sx.stx_gid;
+		r->exe_mode = sx.stx_mode & 07777;
+		r->dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
+		r->ino = sx.stx_ino;
+	} else if (!r->exe_error[0]) {
+		snprintf(r->exe_error, sizeof r->exe_error, "%s", strerrorname_np(errno) ? strerrorname_np(errno) : "unreadable");
+	}
+	snprintf(r->exe_fs, sizeof r->exe_fs, "%s", g->type);
+	r->hash_late = atomic_load(&d->need_sha256); /* not read: fail closed where a rule needs it */
+}
+
+/* One read's requests: handed to the responder through the inbox, answered
+ * with its verdicts, or by default when it has none in time. */
+static void fuse_round(struct pw_deny *d, int gi, int fan, const struct fanotify_event_metadata *mds[], int n)
+{
+	struct fuse_group *g = &d->fuse[gi];
+	int idx[PW_DENY_BATCH];
+	uint64_t deadline = pw_mono_ns() + (uint64_t)d->cfg.timeout_ms * 1000000u;
+	struct pw_deny_req req;
+	for (int i = 0; i < n; i++) {
+		fuse_describe(d, g, mds[i], &req);
+		idx[i] = -1;
+		pthread_mutex_lock(&d->mu);
+		d->st.fuse_requests++;
+		for (int k = 0; k < FUSE_INBOX && idx[i] < 0; k++)
+			if (d->inbox[k].state == INBOX_FREE) {
+				d->inbox[k] = (struct fuse_req){.state = INBOX_WAITING, .group = gi, .deadline = deadline, .req = req};
+				idx[i] = k;
+			}
+		pthread_mutex_unlock(&d->mu);
+	}
+	wake_responder(d);
+	/* the responder answers by the deadline; a little more for its hand-over */
+	uint64_t until_ns = deadline + 100000000u;
+	struct timespec until = {.tv_sec = (time_t)(until_ns / 1000000000u), .tv_nsec = (long)(until_ns % 1000000000u)};
+	bool verdict[PW_DENY_BATCH];
+	pthread_mutex_lock(&d->mu);
+	for (;;) {
+		bool all = true;
+		for (int i = 0; i < n && all; i++)
+			all = idx[i] < 0 || d->inbox[idx[i]].state == INBOX_ANSWERED;
+		if (all || pthread_cond_timedwait(&d->fuse_cv, &d->mu, &until) == ETIMEDOUT)
+			break;
+	}
+	for (int i = 0; i < n; i++) {
+		if (idx[i] >= 0 && d->inbox[idx[i]].state == INBOX_ANSWERED) {
+			verdict[i] = d->inbox[idx[i]].deny;
+		} else {
+			verdict[i] = d->cfg.fail_closed && !d->cfg.dry_run;
+			d->st.fuse_defaulted++;
+		}
+		if (idx[i] >= 0)
+			d->inbox[idx[i]].state = INBOX_FREE; /* a late responder finds it gone (see fuse_take) */
+	}
+	pthread_mutex_unlock(&d->mu);
+	for (int i = 0; i < n; i++)
+		fuse_answer(fan, mds[i]->fd, verdict[i]);
+}
+
+/* Does our group still hold its filesystem mark? The kernel drops it with
+ * the filesystem; fdinfo lists the marks left ("fanotify sdev:..."). */
+static bool fuse_mark_alive(int fan)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof path, "/proc/thread-self/fdinfo/%d", fan);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return true; /* cannot tell: keep serving */
+	bool alive = false;
+	while (!alive && fgets(line, sizeof line, f))
+		alive = strncmp(line, "fanotify sdev:", 14) == 0;
+	fclose(f);
+	return alive;
+}
+
+struct fuse_start {
+	struct pw_deny *d;
+	int gi;
+};
+
+static void *fuse_thread(void *arg)
+{
+	struct fuse_start st = *(struct fuse_start *)arg;
+	free(arg);
+	struct pw_deny *d = st.d;
+	struct fuse_group *g = &d->fuse[st.gi];
+	sigset_t all;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	/* A table of our own: 0-2 and the wake-up eventfd. The shared table
+	 * holds no FUSE file, so closing our copies asks no server anything. */
+	int fan = -1, err = 0;
+	if (unshare(CLONE_FILES) < 0 || (d->wake > 3 && close_range(3, (unsigned)d->wake - 1, 0) < 0) ||
+	    close_range((unsigned)d->wake + 1, ~0U, 0) < 0)
+		err = errno;
+	if (!err && (fan = fanotify_init(FAN_CLASS_CONTENT | FAN_CLOEXEC | FAN_NONBLOCK,
+					 O_RDONLY | O_LARGEFILE | O_CLOEXEC)) < 0)
+		err = errno;
+	if (!err) { /* the walk, the check and the mark may each wait on the server */
+		int mfd = open(g->path, O_PATH | O_CLOEXEC);
+		dev_t dev = 0;
+		if (mfd < 0 || fd_dev(mfd, &dev) < 0)
+			err = errno;
+		else if (dev != g->dev)
+			err = EXDEV; /* stacked over: not this filesystem */
+		else
+			err = -mark_fd(fan, mfd);
+		if (mfd >= 0)
+			close(mfd);
+	}
+	pthread_mutex_lock(&d->mu);
+	bool report = true;
+	if (err) {
+		g->err = err;
+		d->st.mark_failures++;
+		report = first_report(d, g->dev); /* retried at each mount change, said once */
+	} else {
+		keyset_add(&d->fuse_devs, g->dev, MAX_MARKS);
+	}
+	atomic_store(&g->state, err ? FUSE_FAILED : FUSE_MARKED);
+	pthread_mutex_unlock(&d->mu);
+	if (err && report)
+		pw_log(PW_LOG_WARNING, "deny: cannot cover the FUSE filesystem at %s (%s): %s; execs from it are "
+		       "killed after exec instead", g->path, g->type, err == EXDEV ? "another mount is stacked over it" : strerror(err));
+	else if (!err)
+		pw_log(PW_LOG_NOTICE, "deny: covering %s (%s), answered apart (its server cannot hold other execs)",
+		       g->path, g->type);
+	char buf[PW_DENY_BATCH * sizeof(struct fanotify_event_metadata) + 64];
+	while (!err && !atomic_load(&g->stop)) {
+		struct pollfd p = {.fd = fan, .events = POLLIN};
+		int r = poll(&p, 1, FUSE_POLL_MS);
+		if (r == 0 && !fuse_mark_alive(fan)) {
+			/* unmounted: a new filesystem may reuse its device number,
+			 * so the group ends and the tables are read again */
+			atomic_store(&d->need_remark, true);
+			wake_responder(d);
+			break;
+		}
+		if (r <= 0)
+			continue;
+		ssize_t len = read(fan, buf, sizeof buf); /* the kernel opens each file for us: may wait */
+		if (len <= 0)
+			continue;
+		const struct fanotify_event_metadata *md = (const void *)buf;
+		const struct fanotify_event_metadata *mds[PW_DENY_BATCH];
+		int n = 0;
+		for (; FAN_EVENT_OK(md, len) && n < PW_DENY_BATCH; md = FAN_EVENT_NEXT(md, len)) {
+			if (md->fd < 0)
+				continue;
+			if (md->vers != FANOTIFY_METADATA_VERSION || !(md->mask & FAN_OPEN_EXEC_PERM) || md->pid == d->self) {
+				fuse_answer(fan, md->fd, false);
+				continue;
+			}
+			mds[n++] = md;
+		}
+		if (n)
+			fuse_round(d, st.gi, fan, mds, n);
+	}
+	if (fan >= 0)
+		close(fan); /* the kernel allows whatever still waits on this filesystem */
+	pthread_mutex_lock(&d->mu);
+	atomic_store(&g->state, FUSE_DONE);
+	pthread_mutex_unlock(&d->mu);
+	return NULL;
+}
+
+/* Reap groups whose thread ended (under nothing: responder thread only). */
+static void fuse_reap(struct pw_deny *d)
+{
+	for (int i = 0; i < MAX_FUSE_GROUPS; i++) {
+		struct fuse_group *g = &d->fuse[i];
+		if (!g->used || atomic_load(&g->state) != FUSE_DONE)
+			continue;
+		pthread_join(g->thread, NULL);
+		pthread_mutex_lock(&d->mu);
+		free(g->path);
+		memset(g, 0, sizeof *g);
+		pthread_mutex_unlock(&d->mu);
+	}
+}
+
+/* A FUSE filesystem seen in a mount table: its group, started once. */
+static void fuse_group_ensure(struct pw_deny *d, const char *root, const struct pw_mount *m)
+{
+	dev_t dev = makedev(m->maj, m->min);
+	int free_i = -1, live = 0;
+	for (int i = 0; i < MAX_FUSE_GROUPS; i++) {
+		struct fuse_group *g = &d->fuse[i];
+		if (g->used && g->dev == dev && atomic_load(&g->state) != FUSE_DONE) {
+			g->seen = true;
+			return;
+		}
+		if (!g->used && free_i < 0)
+			free_i = i;
+		live += g->used;
+	}
+	if (free_i < 0) {
+		pthread_mutex_lock(&d->mu);
+		d->st.fuse_refused++;
+		bool report = first_report(d, dev);
+		pthread_mutex_unlock(&d->mu);
+		if (report)
+			pw_log(PW_LOG_ERROR, "deny: cannot cover the FUSE filesystem at %s%s (%s): %d FUSE filesystems "
+			       "are covered already (the limit); execs from it are killed after exec instead",
+			       root, m->point, m->type, live);
+		return;
+	}
+	struct fuse_group *g = &d->fuse[free_i];
+	size_t len = strlen(root) + strlen(m->point) + 1;
+	char *path = malloc(len);
+	struct fuse_start *arg = malloc(sizeof *arg);
+	if (!path || !arg) {
+		free(path);
+		free(arg);
+		return;
+	}
+	snprintf(path, len, "%s%s", root, m->point);
+	pthread_mutex_lock(&d->mu);
+	*g = (struct fuse_group){.used = true, .dev = dev, .path = path, .seen = true};
+	snprintf(g->type, sizeof g->type, "%s", m->type);
+	atomic_store(&g->state, FUSE_STARTING);
+	atomic_store(&g->stop, false);
+	pthread_mutex_unlock(&d->mu);
+	*arg = (struct fuse_start){.d = d, .gi = free_i};
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, FUSE_STACK);
+	int r = pthread_create(&g->thread, &attr, fuse_thread, arg);
+	pthread_attr_destroy(&attr);
+	if (r != 0) {
+		pw_log(PW_LOG_ERROR, "deny: a thread for the FUSE filesystem at %s: %s", path, strerror(r));
+		free(arg);
+		pthread_mutex_lock(&d->mu);
+		free(g->path);
+		memset(g, 0, sizeof *g);
+		d->st.mark_failures++;
+		pthread_mutex_unlock(&d->mu);
+	}
+}
+
+/* The requests FUSE groups wait on, into a round (responder thread). */
+static int fuse_take(struct pw_deny *d, struct slot *out, int max)
+{
+	int n = 0;
+	pthread_mutex_lock(&d->mu);
+	for (int i = 0; i < FUSE_INBOX && n < max; i++)
+		if (d->inbox[i].state == INBOX_WAITING) {
+			d->inbox[i].state = INBOX_TAKEN;
+			out[n] = (struct slot){.req = d->inbox[i].req, .fd = -1, .inbox = i, .state = SLOT_ASKED};
+			n++;
+		}
+	pthread_mutex_unlock(&d->mu);
+	return n;
+}
+
+/* ---- namespaces -------------------------------------------------------------- */
+
 /* What woke the responder (epoll data). */
-enum { WAKE_REQUEST, WAKE_STOP, WAKE_MOUNTS };
+enum { WAKE_REQUEST, WAKE_STOP, WAKE_MOUNTS, WAKE_INBOX };
 
 /* Add fd to the responder's epoll set: 0 or -errno. */
 static int wait_on(struct pw_deny *d, int fd, uint32_t events, uint32_t what)
@@ -242,100 +777,199 @@ static int wait_on(struct pw_deny *d, int fd, uint32_t events, uint32_t what)
 
 static void unwatch(struct pw_deny *d, int i)
 {
-	/* explicitly: close() alone leaves it in the set while an exec()
-	 * child still holds a copy, between its fork and its execve */
-	epoll_ctl(d->ep, EPOLL_CTL_DEL, d->watch[i].fd, NULL);
-	close(d->watch[i].fd);
+	if (d->watch[i].fd >= 0) {
+		/* explicitly: close() alone leaves it in the set while an exec()
+		 * child still holds a copy, between its fork and its execve */
+		epoll_ctl(d->ep, EPOLL_CTL_DEL, d->watch[i].fd, NULL);
+		close(d->watch[i].fd);
+		d->nfdwatch--;
+	}
 	d->watch[i] = d->watch[--d->nwatch];
 }
 
-/* Other mount namespaces (containers): mark their filesystems and watch
- * their mount tables (a change makes their mountinfo EPOLLPRI). */
+/* Be told when pid's mount namespace (nsfs inode ino) changes: a
+ * mount-namespace mark, else its mountinfo in the epoll set. */
+static bool watch_namespace(struct pw_deny *d, pid_t pid, uint64_t ino)
+{
+	if (d->nwatch == d->capwatch) {
+		if (d->capwatch >= MAX_NAMESPACES)
+			return false;
+		int cap = d->capwatch ? d->capwatch * 2 : 64;
+		struct ns_watch *w = realloc(d->watch, sizeof *w * (size_t)cap);
+		if (!w)
+			return false;
+		d->watch = w;
+		d->capwatch = cap;
+	}
+	char path[64];
+	int fd = -1;
+	if (d->mnt_fan >= 0) {
+		snprintf(path, sizeof path, "/proc/%d/ns/mnt", (int)pid);
+		int ns = open(path, O_RDONLY | O_CLOEXEC);
+		int rc = ns < 0 ? -errno
+			 : fanotify_mark(d->mnt_fan, FAN_MARK_ADD | FAN_MARK_MNTNS, FAN_MNT_ATTACH | FAN_MNT_DETACH, ns, NULL) < 0 ? -errno : 0;
+		if (ns >= 0)
+			close(ns);
+		if (rc < 0)
+			return rc == -ENOENT || rc == -ESRCH; /* gone since: nothing to watch */
+	} else {
+		if (d->nfdwatch >= MAX_FD_WATCHES)
+			return false;
+		snprintf(path, sizeof path, "/proc/%d/mountinfo", (int)pid);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		int rc = fd < 0 ? -errno : wait_on(d, fd, EPOLLPRI, WAKE_MOUNTS);
+		if (rc < 0) {
+			if (fd >= 0)
+				close(fd);
+			return rc == -ENOENT || rc == -ESRCH || rc != -EMFILE;
+		}
+		d->nfdwatch++;
+	}
+	d->watch[d->nwatch++] = (struct ns_watch){.ino = ino, .pid = pid, .fd = fd};
+	return true;
+}
+
+static int watch_find(const struct pw_deny *d, uint64_t ino)
+{
+	for (int i = 0; i < d->nwatch; i++)
+		if (d->watch[i].ino == ino)
+			return i;
+	return -1;
+}
+
+static bool ns_ino(pid_t pid, uint64_t *ino)
+{
+	char path[64];
+	struct stat sb;
+	snprintf(path, sizeof path, "/proc/%d/ns/mnt", (int)pid);
+	if (stat(path, &sb) < 0)
+		return false;
+	*ino = sb.st_ino;
+	return true;
+}
+
+/* A namespace seen for the first time (through pid): mark its filesystems
+ * and watch it. false when a limit refused it. */
+static bool adopt_namespace(struct pw_deny *d, pid_t pid, uint64_t ino)
+{
+	mark_table(d, pid, true);
+	if (watch_namespace(d, pid, ino))
+		return true;
+	pthread_mutex_lock(&d->mu);
+	d->st.ns_limit++;
+	bool report = d->st.ns_limit == 1;
+	pthread_mutex_unlock(&d->mu);
+	if (report)
+		pw_log(PW_LOG_ERROR, "deny: cannot watch more mount namespaces (%d watched): new mounts in the others "
+		       "are found by the rescans, every %d s", d->nwatch, NS_SCAN_MS / 1000);
+	return false;
+}
+
+/* Other mount namespaces (containers): mark the filesystems of each one
+ * seen for the first time, watch it, forget the ones gone. */
 static void scan_namespaces(struct pw_deny *d)
 {
-	char self[64] = "";
-	ssize_t n = readlink("/proc/self/ns/mnt", self, sizeof self - 1);
-	if (n > 0)
-		self[n] = 0;
-	for (int i = d->nwatch - 1; i >= 0; i--) /* namespaces whose watched task is gone */
-		if (kill(d->watch[i].pid, 0) < 0 && errno == ESRCH)
-			unwatch(d, i);
+	uint64_t self_ino = 0;
+	ns_ino(d->self, &self_ino);
+	struct keyset seen = {0};
+	keyset_add(&seen, self_ino, MAX_NAMESPACES);
 	DIR *dir = opendir("/proc");
 	if (!dir)
 		return;
-	static ino_t scanned[MAX_NAMESPACES];
-	int nscanned = 0;
 	struct dirent *de;
 	while ((de = readdir(dir))) {
 		char *end;
 		long pid = strtol(de->d_name, &end, 10);
-		if (*end || pid <= 0)
+		uint64_t ino;
+		if (*end || pid <= 0 || !ns_ino((pid_t)pid, &ino) || keyset_has(&seen, ino))
 			continue;
-		char path[64], ns[64];
-		snprintf(path, sizeof path, "/proc/%ld/ns/mnt", pid);
-		n = readlink(path, ns, sizeof ns - 1);
-		if (n <= 0)
+		if (!keyset_add(&seen, ino, MAX_NAMESPACES)) {
+			pthread_mutex_lock(&d->mu);
+			d->st.ns_limit++;
+			pthread_mutex_unlock(&d->mu);
 			continue;
-		ns[n] = 0;
-		if (strcmp(ns, self) == 0)
-			continue;
-		struct stat sb;
-		if (stat(path, &sb) < 0)
-			continue;
-		bool seen = false;
-		for (int i = 0; i < nscanned && !seen; i++)
-			seen = scanned[i] == sb.st_ino;
-		if (seen || nscanned == MAX_NAMESPACES)
-			continue;
-		scanned[nscanned++] = sb.st_ino;
-		bool watched = false;
-		for (int i = 0; i < d->nwatch && !watched; i++)
-			watched = d->watch[i].ino == sb.st_ino;
-		if (watched)
-			continue;
-		mark_namespace(d, (pid_t)pid);
-		if (d->nwatch < MAX_WATCHED) {
-			char mi[64];
-			snprintf(mi, sizeof mi, "/proc/%ld/mountinfo", pid);
-			int fd = open(mi, O_RDONLY | O_CLOEXEC);
-			int rc = fd < 0 ? -errno : wait_on(d, fd, EPOLLPRI, WAKE_MOUNTS);
-			if (rc == 0) {
-				d->watch[d->nwatch++] = (struct ns_watch){.ino = sb.st_ino, .pid = (pid_t)pid, .fd = fd};
-			} else {
-				/* gone since readdir: nothing to say; else once (rescans every 2 s) */
-				static bool warned;
-				if (rc != -ENOENT && rc != -ESRCH && !warned) {
-					warned = true;
-					pw_log(PW_LOG_WARNING, "deny: cannot watch %s for mount changes: %s "
-					       "(its new mounts are marked by the rescans, every %d s)",
-					       mi, strerror(-rc), NS_SCAN_MS / 1000);
-				}
-				if (fd >= 0)
-					close(fd);
-			}
 		}
+		int w = watch_find(d, ino);
+		if (w >= 0) { /* known: follow a live member of it */
+			if (kill(d->watch[w].pid, 0) < 0 && errno == ESRCH) {
+				unwatch(d, w);
+				watch_namespace(d, (pid_t)pid, ino);
+			}
+			continue;
+		}
+		pthread_mutex_lock(&d->mu);
+		bool known = keyset_has(&d->known_ns, ino); /* scanned but not watched (a limit) */
+		pthread_mutex_unlock(&d->mu);
+		if (!known || d->nwatch < d->capwatch)
+			adopt_namespace(d, (pid_t)pid, ino);
 	}
 	closedir(dir);
+	for (int i = d->nwatch - 1; i >= 0; i--) /* namespaces gone */
+		if (!keyset_has(&seen, d->watch[i].ino))
+			unwatch(d, i);
 	pthread_mutex_lock(&d->mu);
-	d->nnamespaces = nscanned;
+	keyset_copy(&d->known_ns, &seen);
+	d->st.namespaces = seen.n - 1;
 	pthread_mutex_unlock(&d->mu);
+	keyset_free(&seen);
+}
+
+/* Namespaces the loop saw an exec from for the first time: now. */
+static void scan_pending(struct pw_deny *d)
+{
+	pid_t pids[PENDING_SCANS];
+	pthread_mutex_lock(&d->mu);
+	int n = d->npending;
+	memcpy(pids, d->pending, sizeof pids[0] * (size_t)n);
+	d->npending = 0;
+	pthread_mutex_unlock(&d->mu);
+	for (int i = 0; i < n; i++) {
+		uint64_t ino;
+		if (!ns_ino(pids[i], &ino) || watch_find(d, ino) >= 0)
+			continue;
+		adopt_namespace(d, pids[i], ino);
+		pthread_mutex_lock(&d->mu);
+		keyset_add(&d->known_ns, ino, MAX_NAMESPACES);
+		d->st.ns_scans_at_exec++;
+		d->st.namespaces = d->known_ns.n ? d->known_ns.n - 1 : 0;
+		pthread_mutex_unlock(&d->mu);
+	}
 }
 
 /* A mount table changed. A filesystem's mark dies with it, and a new one
  * may reuse its device number: forget what was marked and mark everything
- * mounted now (marking a marked filesystem again is harmless). */
+ * mounted now (marking a marked filesystem again is harmless). FUSE groups
+ * whose filesystem is gone from every table stop. */
 static void remark_all(struct pw_deny *d)
 {
 	pthread_mutex_lock(&d->mu);
-	memcpy(d->prev, d->marked, sizeof d->marked[0] * (size_t)d->nmarked);
-	d->nprev = d->nmarked;
-	d->nmarked = 0;
+	keyset_copy(&d->prev, &d->marked);
+	keyset_clear(&d->marked);
 	d->st.filesystems = 0; /* counted again: filesystems marked now */
+	for (int i = 0; i < MAX_FUSE_GROUPS; i++)
+		d->fuse[i].seen = false;
 	pthread_mutex_unlock(&d->mu);
-	mark_mountinfo(d, "/proc/self/mountinfo", "", true);
+	mark_table(d, 0, true);
 	for (int i = 0; i < d->nwatch; i++)
-		mark_namespace(d, d->watch[i].pid);
+		mark_table(d, d->watch[i].pid, true);
+	int live = 0;
+	pthread_mutex_lock(&d->mu);
+	for (int i = 0; i < MAX_FUSE_GROUPS; i++) {
+		struct fuse_group *g = &d->fuse[i];
+		if (g->used && !g->seen)
+			atomic_store(&g->stop, true);
+		live += g->used && g->seen;
+	}
+	d->st.fuse_groups = (uint64_t)live;
+	keyset_clear(&d->fuse_devs); /* the devices still answered by a group */
+	for (int i = 0; i < MAX_FUSE_GROUPS; i++)
+		if (d->fuse[i].used && d->fuse[i].seen && atomic_load(&d->fuse[i].state) == FUSE_MARKED)
+			keyset_add(&d->fuse_devs, d->fuse[i].dev, MAX_MARKS);
+	pthread_mutex_unlock(&d->mu);
+	fuse_reap(d);
 }
+
+/* ---- exec events ------------------------------------------------------------- */
 
 /* FNV-1a of a path: the recent decisions keep no 4 KiB copies. */
 static uint64_t path_hash(const char *p)
@@ -354,21 +988,35 @@ static struct recent *recent_at(struct pw_deny *d, unsigned i)
 	return &d->recent[(d->recent_next - 1 - i) % RECENT_MAX];
 }
 
-bool deny_exec_seen(struct pw_deny *d, pid_t pid, const char *exe, uint64_t ktime_ns)
+bool deny_exec_seen(struct pw_deny *d, pid_t pid, const char *exe, uint64_t ktime_ns, const char **why)
 {
+	if (why)
+		*why = NULL;
 	if (!d)
 		return false;
 	char path[64]; /* the magic link reaches the file in the process's own namespace */
 	snprintf(path, sizeof path, "/proc/%d/exe", (int)pid);
-	struct stat sb; /* outside the lock: the responder never waits on our syscalls */
-	bool have_stat = stat(path, &sb) == 0;
+	/* outside the lock: the responder never waits on our syscalls; cached
+	 * attributes: a FUSE exe's server is never asked */
+	struct statx sx;
+	bool have_stat = statx(AT_FDCWD, path, AT_STATX_DONT_SYNC, STATX_INO, &sx) == 0;
+	dev_t dev = have_stat ? makedev(sx.stx_dev_major, sx.stx_dev_minor) : 0;
+	uint64_t ns = 0;
+	bool have_ns = ns_ino(pid, &ns);
 	uint64_t h = exe ? path_hash(exe) : 0;
-	bool known = !have_stat, decided = false;
+	bool known = !have_stat, decided = false, late = false, wake = false;
 	pthread_mutex_lock(&d->mu);
-	for (int i = 0; i < d->nmarked && !known; i++)
-		known = d->marked[i] == sb.st_dev;
-	if (!known)
-		mark_path(d, path, NULL, true);
+	if (have_ns && !keyset_has(&d->known_ns, ns)) { /* a namespace not seen before: scan it now */
+		bool queued = false;
+		for (int i = 0; i < d->npending && !queued; i++)
+			queued = d->pending[i] == pid;
+		if (!queued && d->npending < PENDING_SCANS) {
+			d->pending[d->npending++] = pid;
+			wake = true;
+		}
+	}
+	if (have_stat)
+		known = keyset_has(&d->marked, dev) || keyset_has(&d->fuse_devs, dev);
 	/* Newest first, down to the first entry older than the window: the
 	 * ring is in answer order, so all before it are older too. */
 	unsigned in_window = 0;
@@ -383,16 +1031,33 @@ bool deny_exec_seen(struct pw_deny *d, pid_t pid, const char *exe, uint64_t ktim
 		 * unreadable), the same path as captured at the exec event; or,
 		 * nothing captured either, its pid alone: a process gone already
 		 * leaves no kill after exec to make */
-		decided = have_stat ? r->dev == sb.st_dev && r->ino == sb.st_ino : !exe || r->path_hash == h;
+		bool same = have_stat ? r->dev == dev && r->ino == sx.stx_ino : !exe || r->path_hash == h;
+		if (same && r->late)
+			late = true; /* answered by default: the rules did not judge it */
+		else
+			decided = same;
 	}
 	if (decided) /* this execve's requests (the binary, its interpreter) are spent; a later one's are not */
 		for (unsigned i = 0; i < in_window; i++)
 			if (recent_at(d, i)->pid == pid && recent_at(d, i)->answered_ns <= ktime_ns)
 				recent_at(d, i)->pid = 0;
 	pthread_mutex_unlock(&d->mu);
+	if (wake)
+		wake_responder(d);
+	if (have_stat && !known)
+		mark_exe(d, pid, dev); /* for next time */
+	if (!decided && why) {
+		if (exe && strncmp(exe, "/memfd:", 7) == 0)
+			*why = "memfd (no file for fanotify to see)";
+		else if (have_stat && !known)
+			*why = "unmarked filesystem";
+		else if (late)
+			*why = "not decided by the deadline";
+		else
+			*why = "no decision seen (exec before its filesystem was marked, or too many execs at once)";
+	}
 	return decided;
 }
-
 /* ---- the responder ----------------------------------------------------- */
 
 static void answer(struct pw_deny *d, int fd, bool deny)
@@ -416,6 +1081,8 @@ static void describe(struct pw_deny *d, struct slot *s, const struct fanotify_ev
 	snprintf(link, sizeof link, "/proc/self/fd/%d", md->fd);
 	ssize_t n = readlink(link, r->exe, sizeof r->exe - 1);
 	r->exe[n > 0 ? n : 0] = 0;
+	if (n < 0) /* a path over 4095 bytes: ENAMETOOLONG; the rules on exe fail closed */
+		snprintf(r->exe_error, sizeof r->exe_error, "%s", strerrorname_np(errno) ? strerrorname_np(errno) : "unreadable");
 	struct stat sb;
 	bool have_sb = fstat(md->fd, &sb) == 0;
 	if (have_sb) {
@@ -424,6 +1091,9 @@ static void describe(struct pw_deny *d, struct slot *s, const struct fanotify_ev
 		r->exe_mode = sb.st_mode & 07777;
 		r->dev = sb.st_dev;
 		r->ino = sb.st_ino;
+		mounts_fs_type(md->pid, sb.st_dev, r->exe_fs, sizeof r->exe_fs);
+	} else if (!r->exe_error[0]) {
+		snprintf(r->exe_error, sizeof r->exe_error, "%s", strerrorname_np(errno) ? strerrorname_np(errno) : "unreadable");
 	}
 	if (atomic_load(&d->need_sha256)) {
 		int h = hash_sha256_fd_by(md->fd, have_sb ? &sb : NULL, r->sha256, deadline);
@@ -505,19 +1175,24 @@ static void req_fact(void *arg, enum pw_dfield f, struct pw_dvalue *v)
 	case PW_DF_EXE:
 		if (r->exe[0])
 			*v = (struct pw_dvalue){.type = PW_DV_STR, .s = r->exe};
+		else if (r->exe_error[0]) /* unreadable: Lua fails closed and says why */
+			*v = (struct pw_dvalue){.type = PW_DV_UNKNOWN};
 		return;
 	case PW_DF_SHA256:
 		if (r->have_sha256)
 			*v = (struct pw_dvalue){.type = PW_DV_STR, .s = r->sha256};
 		return;
 	case PW_DF_EXE_UID:
-		*v = (struct pw_dvalue){.type = PW_DV_INT, .i = r->exe_uid};
+		*v = r->dev || r->ino ? (struct pw_dvalue){.type = PW_DV_INT, .i = r->exe_uid}
+				      : (struct pw_dvalue){.type = PW_DV_UNKNOWN};
 		return;
 	case PW_DF_EXE_GID:
-		*v = (struct pw_dvalue){.type = PW_DV_INT, .i = r->exe_gid};
+		*v = r->dev || r->ino ? (struct pw_dvalue){.type = PW_DV_INT, .i = r->exe_gid}
+				      : (struct pw_dvalue){.type = PW_DV_UNKNOWN};
 		return;
 	case PW_DF_EXE_MODE:
-		*v = (struct pw_dvalue){.type = PW_DV_INT, .i = r->exe_mode};
+		*v = r->dev || r->ino ? (struct pw_dvalue){.type = PW_DV_INT, .i = r->exe_mode}
+				      : (struct pw_dvalue){.type = PW_DV_UNKNOWN};
 		return;
 	case PW_DF_PID:
 		*v = (struct pw_dvalue){.type = PW_DV_INT, .i = r->pid};
@@ -577,27 +1252,22 @@ static void decide_here(struct pw_deny *d, const struct pw_dprog *prog, struct s
 		snprintf(s->req.rule, sizeof s->req.rule, "%s", rule);
 }
 
-static void run_round(struct pw_deny *d, const struct fanotify_event_metadata *mds[], int n)
+/* Decide a round: round[0..k) described already, each SLOT_ASKED. */
+static void run_round(struct pw_deny *d, struct slot *round, int k, uint64_t t0)
 {
-	uint64_t t0 = pw_mono_ns();
 	uint64_t deadline = t0 + (uint64_t)d->cfg.timeout_ms * 1000000u;
 	bool need_hash = atomic_load(&d->need_sha256);
 	pthread_mutex_lock(&d->mu);
 	struct pw_dprog *prog = d->prog;
 	dprog_ref(prog);
 	pthread_mutex_unlock(&d->mu);
-	struct slot round[PW_DENY_BATCH];
-	int k = 0, asked = 0;
-	for (int i = 0; i < n; i++) {
-		round[k].fd = mds[i]->fd;
-		describe(d, &round[k], mds[i], t0 + (deadline - t0) / 2);
-		round[k].state = SLOT_ASKED;
-		round[k].late = false;
+	int asked = 0;
+	for (int i = 0; i < k; i++) {
+		round[i].late = false;
 		/* a hash not had in time: Lua decides on the rules' other entries */
-		if (prog && !(round[k].req.hash_late && dprog_needs_sha256(prog)))
-			decide_here(d, prog, &round[k]);
-		asked += round[k].state == SLOT_ASKED;
-		k++;
+		if (prog && !(round[i].req.hash_late && dprog_needs_sha256(prog)))
+			decide_here(d, prog, &round[i]);
+		asked += round[i].state == SLOT_ASKED;
 	}
 	dprog_unref(prog);
 	pthread_mutex_lock(&d->mu);
@@ -652,9 +1322,9 @@ static void run_round(struct pw_deny *d, const struct fanotify_event_metadata *m
 		if (d->cfg.dry_run)
 			deny = false;
 		d->st.denied += deny;
-		if (decided && !deny) /* it runs, judged in time: its exec event need not be judged again */
+		if (!deny) /* it runs: judged in time, its exec event need not be judged again; else it says late */
 			d->recent[d->recent_next++ % RECENT_MAX] =
-				(struct recent){.pid = s->req.pid, .dev = s->req.dev, .ino = s->req.ino,
+				(struct recent){.pid = s->req.pid, .dev = s->req.dev, .ino = s->req.ino, .late = !decided,
 						.path_hash = path_hash(s->req.exe), .answered_ns = pw_mono_ns()};
 		if (s->req.deny || s->late) {
 			outputs = true;
@@ -668,10 +1338,23 @@ static void run_round(struct pw_deny *d, const struct fanotify_event_metadata *m
 		}
 		s->req.deny = deny;
 	}
+	/* FUSE requests: their verdict to the thread that reads their group */
+	bool fuse = false;
+	for (int i = 0; i < k; i++) {
+		struct fuse_req *f = round[i].inbox >= 0 ? &d->inbox[round[i].inbox] : NULL;
+		if (f && f->state == INBOX_TAKEN) { /* else its thread gave up waiting */
+			f->deny = round[i].req.deny;
+			f->state = INBOX_ANSWERED;
+			fuse = true;
+		}
+	}
+	if (fuse)
+		pthread_cond_broadcast(&d->fuse_cv);
 	pthread_mutex_unlock(&d->mu);
 	/* Answer after the lock: every request of the round, decided or not. */
 	for (int i = 0; i < k; i++)
-		answer(d, round[i].fd, round[i].req.deny);
+		if (round[i].fd >= 0)
+			answer(d, round[i].fd, round[i].req.deny);
 	if (outputs)
 		ev_async_send(d->cfg.loop, &d->async);
 }
@@ -684,7 +1367,7 @@ static void *responder(void *arg)
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	char buf[PW_DENY_BATCH * sizeof(struct fanotify_event_metadata) + 64];
 	uint64_t next_ns_scan = pw_mono_ns() + NS_SCAN_MS * 1000000ull;
-	pid_t self = getpid();
+	struct slot round[PW_DENY_BATCH];
 	for (;;) {
 		struct epoll_event ev[8];
 		int r = epoll_wait(d->ep, ev, 8, NS_SCAN_MS);
@@ -692,29 +1375,37 @@ static void *responder(void *arg)
 			pw_log(PW_LOG_ERROR, "deny: responder: epoll_wait: %s; pre-exec decisions stop", strerror(errno));
 			break;
 		}
-		bool stop = false, changed = false, request = false;
+		bool stop = false, changed = false, request = false, inbox = false;
 		for (int i = 0; i < r; i++) {
 			stop |= ev[i].data.u32 == WAKE_STOP;
 			changed |= ev[i].data.u32 == WAKE_MOUNTS; /* this or another namespace's mount table */
 			request |= ev[i].data.u32 == WAKE_REQUEST;
+			inbox |= ev[i].data.u32 == WAKE_INBOX;
 		}
 		if (stop)
 			break;
+		if (changed && d->mnt_fan >= 0) /* drain the mount events: what changed is read from the tables */
+			while (read(d->mnt_fan, buf, sizeof buf) > 0)
+				;
+		if (inbox && atomic_exchange(&d->need_remark, false))
+			changed = true;
 		if (changed)
 			remark_all(d);
+		if (inbox) {
+			uint64_t count;
+			if (read(d->wake, &count, sizeof count) < 0 && errno != EAGAIN)
+				pw_log(PW_LOG_ERROR, "deny: responder: reading its wake-ups: %s", strerror(errno));
+			scan_pending(d);
+		}
 		if (pw_mono_ns() >= next_ns_scan) {
 			scan_namespaces(d);
 			next_ns_scan = pw_mono_ns() + NS_SCAN_MS * 1000000ull;
 		}
-		if (!request)
-			continue;
-		ssize_t len = read(d->fan, buf, sizeof buf);
-		if (len <= 0)
-			continue;
+		uint64_t t0 = pw_mono_ns();
+		int k = inbox ? fuse_take(d, round, PW_DENY_BATCH) : 0;
+		ssize_t len = request && k < PW_DENY_BATCH ? read(d->fan, buf, sizeof(struct fanotify_event_metadata) * (size_t)(PW_DENY_BATCH - k)) : 0;
 		const struct fanotify_event_metadata *md = (const void *)buf;
-		const struct fanotify_event_metadata *mds[PW_DENY_BATCH];
-		int n = 0;
-		for (; FAN_EVENT_OK(md, len); md = FAN_EVENT_NEXT(md, len)) {
+		for (; len > 0 && FAN_EVENT_OK(md, len); md = FAN_EVENT_NEXT(md, len)) {
 			if (md->vers != FANOTIFY_METADATA_VERSION) {
 				pw_log(PW_LOG_ERROR, "deny: fanotify metadata version %u, expected %u",
 				       md->vers, FANOTIFY_METADATA_VERSION);
@@ -728,17 +1419,21 @@ static void *responder(void *arg)
 				close(md->fd);
 				continue;
 			}
-			if (md->pid == self) { /* never wait on ourselves */
+			if (md->pid == d->self) { /* never wait on ourselves */
 				pthread_mutex_lock(&d->mu);
 				d->st.own++;
 				pthread_mutex_unlock(&d->mu);
 				answer(d, md->fd, false);
 				continue;
 			}
-			mds[n++] = md;
+			round[k] = (struct slot){.fd = md->fd, .inbox = -1, .state = SLOT_ASKED};
+			describe(d, &round[k], md, t0 + (uint64_t)d->cfg.timeout_ms * 1000000u / 2);
+			k++;
 		}
-		if (n)
-			run_round(d, mds, n);
+		if (k)
+			run_round(d, round, k, t0);
+		if (inbox && k == PW_DENY_BATCH) /* more may wait in the inbox */
+			wake_responder(d);
 	}
 	return NULL;
 }
@@ -768,7 +1463,8 @@ static void async_cb(struct ev_loop *loop, ev_async *w, int revents)
 		 * one never made (same verdict however the threads were scheduled). */
 		if (d->round_open && d->round == round && pw_mono_ns() <= d->round_deadline) {
 			for (int i = 0, j = 0; i < d->nslots && j < n; i++)
-				if (d->slots[i].state == SLOT_ASKED && d->slots[i].fd == work[j].fd) {
+				if (d->slots[i].state == SLOT_ASKED && d->slots[i].fd == work[j].fd &&
+				    d->slots[i].inbox == work[j].inbox) {
 					d->slots[i].req.deny = work[j].req.deny;
 					d->slots[i].req.error = work[j].req.error;
 					memcpy(d->slots[i].req.rule, work[j].req.rule, sizeof work[j].req.rule);
@@ -792,6 +1488,47 @@ static void async_cb(struct ev_loop *loop, ev_async *w, int revents)
 		d->cfg.done(d->cfg.ctx, &done[i], late[i]);
 }
 
+/* What no mark can close, said once at start: a user namespace lets any user
+ * mount a filesystem and exec from it before a mark can exist; a memfd
+ * has no filesystem to mark. */
+static void warn_open_doors(void)
+{
+	char v[32] = "";
+	FILE *f = fopen("/proc/sys/kernel/unprivileged_userns_clone", "re");
+	if (!f)
+		f = fopen("/proc/sys/user/max_user_namespaces", "re");
+	if (f) {
+		if (!fgets(v, sizeof v, f))
+			v[0] = 0;
+		fclose(f);
+	}
+	if (v[0] && atol(v) > 0)
+		pw_log(PW_LOG_WARNING, "deny: unprivileged user namespaces are enabled: one program can unshare, mount "
+		       "a tmpfs, write a binary and exec it before any mark exists (it is killed after exec instead); "
+		       "sysctl kernel.unprivileged_userns_clone=0 (Debian) or user.max_user_namespaces=0 closes that");
+	v[0] = 0;
+	f = fopen("/proc/sys/vm/memfd_noexec", "re");
+	if (f) {
+		if (!fgets(v, sizeof v, f))
+			v[0] = 0;
+		fclose(f);
+		if (v[0] && atol(v) != 2)
+			pw_log(PW_LOG_WARNING, "deny: memfd execs are allowed (vm.memfd_noexec=%ld): fanotify never sees "
+			       "them (they are killed after exec instead); sysctl vm.memfd_noexec=2 refuses them", atol(v));
+	}
+}
+
+/* Enough fds for the watches: the soft limit up to the hard one. */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			pw_log(PW_LOG_WARNING, "deny: raising the open file limit: %s", strerror(errno));
+	}
+}
+
 struct pw_deny *deny_start(const struct pw_deny_config *cfg, char *err, size_t errlen)
 {
 	struct pw_deny *d = calloc(1, sizeof *d);
@@ -802,7 +1539,8 @@ struct pw_deny *deny_start(const struct pw_deny_config *cfg, char *err, size_t e
 	d->cfg = *cfg;
 	if (d->cfg.timeout_ms <= 0)
 		d->cfg.timeout_ms = PW_DENY_TIMEOUT_MS;
-	d->stop_pipe[0] = d->stop_pipe[1] = d->mountinfo = d->ep = -1;
+	d->stop_pipe[0] = d->stop_pipe[1] = d->mountinfo = d->ep = d->mnt_fan = d->wake = -1;
+	d->self = getpid();
 	for (int i = 0; i < CALLER_PIDFDS; i++)
 		d->callers[i].fd = -1;
 	atomic_store(&d->need_sha256, cfg->need_sha256);
@@ -811,38 +1549,54 @@ struct pw_deny *deny_start(const struct pw_deny_config *cfg, char *err, size_t e
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&d->cv, &ca);
+	pthread_cond_init(&d->fuse_cv, &ca);
 	pthread_condattr_destroy(&ca);
+	raise_fd_limit();
 	d->fan = fanotify_init(FAN_CLASS_CONTENT | FAN_CLOEXEC | FAN_UNLIMITED_QUEUE,
 			       O_RDONLY | O_LARGEFILE | O_CLOEXEC);
 	if (d->fan < 0) {
 		snprintf(err, errlen, "fanotify_init: %s%s", strerror(errno),
 			 errno == EPERM ? " (needs CAP_SYS_ADMIN)" : errno == ENOSYS ? " (kernel without fanotify)" : "");
-		free(d);
+		deny_stop(d);
 		return NULL;
 	}
 	/* Probe FAN_OPEN_EXEC_PERM (5.0+, CONFIG_FANOTIFY_ACCESS_PERMISSIONS) on /. */
 	if (fanotify_mark(d->fan, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, FAN_OPEN_EXEC_PERM, AT_FDCWD, "/") < 0) {
 		snprintf(err, errlen, "fanotify exec permission marks unavailable: %s", strerror(errno));
-		close(d->fan);
-		free(d);
-		return NULL;
-	}
-	struct stat sb;
-	if (stat("/", &sb) == 0) {
-		d->marked[d->nmarked++] = sb.st_dev;
-		d->st.filesystems++;
-	}
-	pw_log(PW_LOG_NOTICE, "deny: covering / (root filesystem)");
-	d->ep = epoll_create1(EPOLL_CLOEXEC);
-	if (d->ep < 0 || pipe2(d->stop_pipe, O_CLOEXEC) < 0) {
-		snprintf(err, errlen, "%s: %s", d->ep < 0 ? "epoll_create1" : "pipe", strerror(errno));
 		deny_stop(d);
 		return NULL;
 	}
-	d->mountinfo = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
+	struct stat sb;
+	if (stat("/", &sb) == 0 && keyset_add(&d->marked, sb.st_dev, MAX_MARKS))
+		d->st.filesystems++;
+	pw_log(PW_LOG_NOTICE, "deny: covering / (root filesystem)");
+	d->ep = epoll_create1(EPOLL_CLOEXEC);
+	d->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (d->ep < 0 || d->wake < 0 || pipe2(d->stop_pipe, O_CLOEXEC) < 0) {
+		snprintf(err, errlen, "%s: %s", d->ep < 0 ? "epoll_create1" : d->wake < 0 ? "eventfd" : "pipe", strerror(errno));
+		deny_stop(d);
+		return NULL;
+	}
+	/* mount changes: mount-namespace marks (6.14+), else mountinfo's POLLPRI */
+	d->mnt_fan = fanotify_init(FAN_CLASS_NOTIF | FAN_REPORT_MNT | FAN_CLOEXEC | FAN_NONBLOCK, O_RDONLY | O_CLOEXEC);
+	if (d->mnt_fan >= 0) {
+		int ns = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
+		if (ns < 0 || fanotify_mark(d->mnt_fan, FAN_MARK_ADD | FAN_MARK_MNTNS, FAN_MNT_ATTACH | FAN_MNT_DETACH, ns, NULL) < 0) {
+			close(d->mnt_fan);
+			d->mnt_fan = -1;
+		}
+		if (ns >= 0)
+			close(ns);
+	}
+	if (d->mnt_fan < 0)
+		d->mountinfo = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
 	int rc = wait_on(d, d->fan, EPOLLIN, WAKE_REQUEST);
 	if (rc == 0)
 		rc = wait_on(d, d->stop_pipe[0], EPOLLIN, WAKE_STOP);
+	if (rc == 0)
+		rc = wait_on(d, d->wake, EPOLLIN, WAKE_INBOX);
+	if (rc == 0 && d->mnt_fan >= 0)
+		rc = wait_on(d, d->mnt_fan, EPOLLIN, WAKE_MOUNTS);
 	if (rc == 0 && d->mountinfo >= 0)
 		rc = wait_on(d, d->mountinfo, EPOLLPRI, WAKE_MOUNTS);
 	if (rc < 0) {
@@ -850,7 +1604,10 @@ struct pw_deny *deny_start(const struct pw_deny_config *cfg, char *err, size_t e
 		deny_stop(d);
 		return NULL;
 	}
-	mark_mountinfo(d, "/proc/self/mountinfo", "", true);
+	pw_log(PW_LOG_INFO, "deny: mount changes seen through %s",
+	       d->mnt_fan >= 0 ? "mount-namespace fanotify marks" : "mountinfo polling (kernel before 6.14)");
+	warn_open_doors();
+	mark_table(d, 0, true);
 	scan_namespaces(d);
 	ev_async_init(&d->async, async_cb);
 	d->async.data = d;
@@ -890,6 +1647,45 @@ const struct pw_deny_stats *deny_stats(const struct pw_deny *d)
 	return &d->st;
 }
 
+/* Stop the FUSE groups' threads. false when one is held by its server (it
+ * keeps only its own group, whose execs the kernel releases once the
+ * server answers or dies): d must then outlive us. */
+static bool fuse_stop_all(struct pw_deny *d)
+{
+	bool all = true;
+	for (int i = 0; i < MAX_FUSE_GROUPS; i++)
+		if (d->fuse[i].used)
+			atomic_store(&d->fuse[i].stop, true);
+	pthread_mutex_lock(&d->mu);
+	for (int i = 0; i < FUSE_INBOX; i++) /* whoever waits on the responder: by default now */
+		if (d->inbox[i].state == INBOX_WAITING || d->inbox[i].state == INBOX_TAKEN) {
+			d->inbox[i].deny = d->cfg.fail_closed && !d->cfg.dry_run;
+			d->inbox[i].state = INBOX_ANSWERED;
+		}
+	pthread_cond_broadcast(&d->fuse_cv);
+	pthread_mutex_unlock(&d->mu);
+	for (int i = 0; i < MAX_FUSE_GROUPS; i++) {
+		struct fuse_group *g = &d->fuse[i];
+		if (!g->used)
+			continue;
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += (FUSE_POLL_MS * 2 % 1000) * 1000000L;
+		until.tv_sec += FUSE_POLL_MS * 2 / 1000 + until.tv_nsec / 1000000000L;
+		until.tv_nsec %= 1000000000L;
+		if (pthread_timedjoin_np(g->thread, NULL, &until) != 0) {
+			pw_log(PW_LOG_WARNING, "deny: the FUSE server of %s holds its thread; only execs from that "
+			       "filesystem wait, until the server answers or dies", g->path);
+			pthread_detach(g->thread);
+			all = false;
+			continue;
+		}
+		free(g->path);
+		g->used = false;
+	}
+	return all;
+}
+
 void deny_stop(struct pw_deny *d)
 {
 	if (!d)
@@ -900,6 +1696,7 @@ void deny_stop(struct pw_deny *d)
 		pthread_join(d->thread, NULL);
 		ev_async_stop(d->cfg.loop, &d->async);
 	}
+	bool free_d = fuse_stop_all(d);
 	if (d->fan >= 0)
 		close(d->fan); /* the kernel allows whatever still waits */
 	for (int i = 0; i < 2; i++)
@@ -907,15 +1704,29 @@ void deny_stop(struct pw_deny *d)
 			close(d->stop_pipe[i]);
 	if (d->mountinfo >= 0)
 		close(d->mountinfo);
+	if (d->mnt_fan >= 0)
+		close(d->mnt_fan);
 	while (d->nwatch > 0)
 		unwatch(d, d->nwatch - 1);
+	free(d->watch);
 	if (d->ep >= 0)
 		close(d->ep);
 	for (int i = 0; i < CALLER_PIDFDS; i++)
 		if (d->callers[i].fd >= 0)
 			close(d->callers[i].fd);
 	dprog_unref(d->prog);
+	d->prog = NULL;
+	if (!free_d)
+		return; /* a held FUSE thread still reads d (its wake fd is its own copy) */
+	if (d->wake >= 0)
+		close(d->wake);
+	keyset_free(&d->marked);
+	keyset_free(&d->prev);
+	keyset_free(&d->reported);
+	keyset_free(&d->fuse_devs);
+	keyset_free(&d->known_ns);
 	pthread_mutex_destroy(&d->mu);
 	pthread_cond_destroy(&d->cv);
+	pthread_cond_destroy(&d->fuse_cv);
 	free(d);
 }

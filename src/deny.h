@@ -22,8 +22,17 @@ struct pw_deny_stats {
 	uint64_t timeouts;      /* not decided by the deadline: answered by default */
 	uint64_t hash_late;     /* sha256 not ready by the deadline: denied */
 	uint64_t own;           /* procwarden's own execs: allowed at once */
-	uint64_t filesystems;   /* filesystems marked now */
-	uint64_t mark_failures; /* filesystems that could not be marked */
+	uint64_t filesystems;   /* filesystems marked now (the shared group) */
+	uint64_t mark_failures; /* attempts to mark a filesystem that failed (retried at the next change) */
+	uint64_t mark_hidden;   /* mounts whose mount point leads elsewhere (stacked over): not marked by path */
+	uint64_t mark_skipped;  /* mounts below a FUSE mount whose walk was not cached: not walked */
+	uint64_t fuse_groups;   /* FUSE filesystems answered by a group (and thread) of their own, now */
+	uint64_t fuse_refused;  /* FUSE filesystems left uncovered: the group limit was reached */
+	uint64_t fuse_requests; /* requests that came through a FUSE group */
+	uint64_t fuse_defaulted;/* FUSE requests answered by default: the shared responder did not answer in time */
+	uint64_t namespaces;    /* other mount namespaces known now */
+	uint64_t ns_limit;      /* namespaces (or their watches) refused: a limit was reached */
+	uint64_t ns_scans_at_exec; /* namespace scans made at once for an exec from an unknown namespace */
 	uint64_t rule_errors;   /* decisions the rules failed to make: default answer */
 	uint64_t outputs_dropped; /* denial lines not written: the loop fell behind */
 };
@@ -92,8 +101,11 @@ void deny_set_program(struct pw_deny *d, struct pw_dprog *prog);
  * after exec); the pid's other answers of that execve are spent. Also
  * makes sure the filesystem of pid's executable is marked (an exec seen
  * from an unmarked filesystem, in any mount namespace, is marked for next
- * time, and is never taken as decided). */
-bool deny_exec_seen(struct pw_deny *d, pid_t pid, const char *exe, uint64_t ktime_ns);
+ * time, and is never taken as decided). An exec from a mount namespace
+ * not seen before has that namespace scanned and marked at once. When not
+ * decided, *why (may be NULL) says why in a few words: "unmarked
+ * filesystem", "memfd", "late", ... (a static string). */
+bool deny_exec_seen(struct pw_deny *d, pid_t pid, const char *exe, uint64_t ktime_ns, const char **why);
 const struct pw_deny_stats *deny_stats(const struct pw_deny *d);
 /* Stop the thread and close fanotify (the kernel allows what was waiting). */
 void deny_stop(struct pw_deny *d);

@@ -9,11 +9,16 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "mounts.h"
 #include "proc.h"
 
 #define NBUCKETS 16384 /* power of two */
@@ -71,6 +76,23 @@ void image_unref(struct pw_image *img)
 	free(img);
 }
 
+/* The executable's owner, mode and filesystem type, through the magic
+ * link, from cached attributes: a file on a FUSE mount whose server hangs
+ * must not hang the loop. Works where the path is too long to read. */
+static void exe_attributes(pid_t tgid, struct pw_image *img)
+{
+	char path[64];
+	struct statx sx;
+	snprintf(path, sizeof path, "/proc/%d/exe", (int)tgid);
+	if (statx(AT_FDCWD, path, AT_STATX_DONT_SYNC, STATX_UID | STATX_GID | STATX_MODE, &sx) < 0)
+		return;
+	img->exe_stat = true;
+	img->exe_uid = sx.stx_uid;
+	img->exe_gid = sx.stx_gid;
+	img->exe_mode = sx.stx_mode & 07777;
+	mounts_fs_type(tgid, makedev(sx.stx_dev_major, sx.stx_dev_minor), img->exe_fs, sizeof img->exe_fs);
+}
+
 /* Capture what a process runs (exe, argv) from /proc: the hot part of an
  * exec, read before any rule runs. NULL when it is gone; *gone then tells
  * whether /proc/PID itself was (reaped: nothing more can be read). */
@@ -113,7 +135,26 @@ static struct pw_image *image_capture(struct pw_ptable *t, pid_t tgid, bool *gon
 	img->argv_len = (uint32_t)argv_len;
 	img->argv_truncated = trunc;
 	img->exe = exe_len >= 0 ? strndup(exe, (size_t)exe_len) : NULL;
+	if (exe_len < 0 && exe_len != -ENOENT && exe_len != -ESRCH) /* ENOENT: no exe (kernel thread, zombie) */
+		snprintf(img->exe_error, sizeof img->exe_error, "%s",
+			 strerrorname_np(-exe_len) ? strerrorname_np(-exe_len) : "unreadable");
+	exe_attributes(tgid, img);
 	img->bytes = sizeof *img + (size_t)argv_len + (exe_len > 0 ? (size_t)exe_len : 0);
+	img->acct = &t->st.image_bytes;
+	*img->acct += img->bytes;
+	return img;
+}
+
+/* The image of an exec whose process was gone before anything of it could
+ * be read: no exe, and why. */
+static struct pw_image *image_gone(struct pw_ptable *t)
+{
+	struct pw_image *img = calloc(1, sizeof *img);
+	if (!img)
+		return NULL;
+	img->refs = 1;
+	snprintf(img->exe_error, sizeof img->exe_error, "process gone");
+	img->bytes = sizeof *img;
 	img->acct = &t->st.image_bytes;
 	*img->acct += img->bytes;
 	return img;
@@ -193,8 +234,10 @@ static void capture_fast(struct pw_ptable *t, struct pw_proc *p)
 	bool gone;
 	struct pw_image *img = image_capture(t, p->tgid, &gone);
 	image_unref(p->img);
-	p->img = img; /* NULL rather than the pre-exec program: never lie */
-	if (!img)
+	if (!img && gone) /* reaped before its exe was read: say so (rules on exe fail closed) */
+		img = image_gone(t);
+	p->img = img; /* never the pre-exec program: never lie */
+	if (!img || !img->exe)
 		t->st.capture_failed++;
 	p->needs_rest = !gone; /* reaped already: the rest is gone too */
 }

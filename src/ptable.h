@@ -25,6 +25,12 @@ struct pw_image {
 	char *exe;         /* NULL when unknown */
 	char *cgroup;      /* NULL when unknown (set once, with the rest of the exec) */
 	char tty[24];      /* "" when none (set once, with the rest of the exec) */
+	/* the executable file, from the kernel's cached attributes (a FUSE
+	 * server is never asked): valid when exe_stat */
+	bool exe_stat;
+	uint32_t exe_uid, exe_gid, exe_mode;
+	char exe_fs[32];    /* filesystem type, "" unknown */
+	char exe_error[24]; /* why exe could not be read ("ENAMETOOLONG"), "" when read or no exe */
 	char argv[];
 };
 
@@ -58,6 +64,7 @@ struct pw_ctx {
 	pid_t tracer;
 	char comm[PW_COMM_LEN + 1];
 	struct pw_image *img; /* a reference: release with ptable_ctx_release */
+	const char *uncovered; /* an exec deny() did not decide before it ran: why (static) */
 };
 
 struct pw_ptable_stats {

@@ -74,6 +74,13 @@ static void add_ctx_fields(json_t *o, const struct pw_event *ev, const struct pw
 		set_str(o, "exe", img->exe);
 		set_str(o, "cgroup", img->cgroup);
 		set_str(o, "tty", img->tty);
+		set_str(o, "exe_fs", img->exe_fs);
+		set_str(o, "exe_error", img->exe_error);
+		if (img->exe_stat) {
+			set_int(o, "exe_uid", img->exe_uid);
+			set_int(o, "exe_gid", img->exe_gid);
+			set_int(o, "exe_mode", img->exe_mode);
+		}
 		if (img->argv_len) {
 			json_t *a = json_array();
 			size_t start = 0;
@@ -86,6 +93,7 @@ static void add_ctx_fields(json_t *o, const struct pw_event *ev, const struct pw
 			json_object_set_new_nocheck(o, "argv_truncated", json_boolean(img->argv_truncated));
 		}
 	}
+	set_str(o, "uncovered", c->uncovered);
 	if (c->ppid)
 		set_int(o, "ppid", c->ppid);
 	if (c->pgid)
@@ -255,7 +263,7 @@ static const char *const int_fields[] = {
 };
 static const char *const str_fields[] = {
 	"exe", "comm", "cwd", "user", "euser", "login_user", "cgroup", "container_id", "tty", "stdin",
-	"stdout", "stderr", "sha256", "cmdline",
+	"stdout", "stderr", "sha256", "cmdline", "exe_fs", "exe_error", "uncovered",
 };
 
 /* NULL, or the name of the first field of the wrong type. */

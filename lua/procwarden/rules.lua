@@ -61,6 +61,44 @@ local function check_field(name, key, level)
   end
 end
 
+-- Fields of the executable that a process can make unreadable (a path over
+-- 4095 bytes, a file gone, a hash not had). A rule that acts (kill, signal,
+-- deny) and matches on one of them fails closed: an unknown value holds,
+-- and the firing says why (e._unknown, shown with the action's result).
+local EXE_FIELDS = { exe = true, sha256 = true, exe_uid = true, exe_gid = true, exe_mode = true, exe_fs = true }
+M.unknown_holds = 0 -- firings of an entry that held because its value could not be read
+
+-- Why e's value of field k is unknown (not merely absent), or nil.
+-- Only what a process can make unreadable fails closed: a path too long to
+-- read (ENAMETOOLONG), a hash not had. A process gone before its exe was
+-- read can no longer be acted on, and any busy host has many (counted,
+-- not held); EACCES is an LSM or sandbox denying root, not the process.
+M.unknown_gone = 0 -- exe unknown because the process was gone: not held
+local function unknown_reason(e, k)
+  local err = e.exe_error
+  if err == "ENAMETOOLONG" then return "exe unreadable: " .. err end
+  if err == "process gone" then
+    M.unknown_gone = M.unknown_gone + 1
+    return nil
+  end
+  -- a live process whose hash could not be had (a FUSE file, too big, late)
+  if k == "sha256" and e.exe ~= nil and e.sha256 == nil and e.valid then return "sha256 unreadable" end
+  return nil
+end
+
+-- The entry test m on field k, failing closed.
+local function fail_closed(k, m)
+  return function(e)
+    if m(e) then return true end
+    if e[k] ~= nil then return false end -- known, and it does not hold
+    local why = unknown_reason(e, k)
+    if not why then return false end
+    M.unknown_holds = M.unknown_holds + 1
+    rawset(e, "_unknown", why)
+    return true
+  end
+end
+
 -- The match entries of spec C can test (src/decision.c) on the fields it
 -- holds: a list of { field, test }, and whether that is every entry.
 local function plan_of(spec, fields, holds)
@@ -100,7 +138,7 @@ function M.compile(spec, known_types, level)
     r.types[#r.types + 1] = t
   end
 
-  local tests, tests_but_sha256 = {}, {}
+  local tests, tests_but_sha256, exe_entries = {}, {}, {}
   if spec.match ~= nil then
     if type(spec.match) ~= "table" then fail(level, "rule %s: 'match' must be a table", name) end
     local keys = {}
@@ -117,6 +155,7 @@ function M.compile(spec, known_types, level)
       end
       tests[#tests + 1] = m
       if k ~= "sha256" then tests_but_sha256[#tests_but_sha256 + 1] = m end
+      if EXE_FIELDS[k] then exe_entries[#exe_entries + 1] = { k = k, i = #tests, j = #tests_but_sha256 } end
       r.fields = r.fields or {}
       r.fields[#r.fields + 1] = k
     end
@@ -210,6 +249,13 @@ function M.compile(spec, known_types, level)
       end
     end
     r.uses_sha256 = spec.match ~= nil and spec.match.sha256 ~= nil
+    -- nothing was exec'd by a process with neither an exe nor a reason it
+    -- could not be read (a kernel thread at the start-up scan)
+    local test = r.test
+    r.test = function(e)
+      if e.exe == nil and e.exe_error == nil then return false end
+      return test(e)
+    end
     -- What the responder thread can test in C (src/decision.c): the plain
     -- entries; the rest (functions, other fields, `when`) needs Lua.
     local complete
@@ -227,6 +273,17 @@ function M.compile(spec, known_types, level)
   local effect = false
   for _, a in ipairs(r.actions) do effect = effect or a.phase == "effect" end
   r.fast = fast and effect
+  -- A rule that acts on what a binary is must not be dodged by making it
+  -- unreadable: its entries on the executable fail closed.
+  local acts = false
+  for _, a in ipairs(r.actions) do acts = acts or a.kind == "deny" or a.signal ~= nil end
+  if acts then
+    for _, x in ipairs(exe_entries) do
+      local closed = fail_closed(x.k, tests[x.i])
+      tests[x.i] = closed
+      if x.k ~= "sha256" then tests_but_sha256[x.j] = closed end
+    end
+  end
 
   -- A fast rule whose one effect is a signal and whose entries are plain
   -- matchers on exe (or pid): engine.c sends that signal from C as soon as

@@ -362,7 +362,9 @@ rule { name = "banned-b", on = "exec", match = { exe = %q }, action = { deny(), 
     assert.truthy(out:find("denied=126", 1, true), "the first exec was not denied: " .. out .. out_of(d))
     assert.truthy(out:find("status=137", 1, true), "the late-allowed exec was not killed after exec: " .. out
       .. out_of(d) .. d:err())
-    assert.is_true(d:wait_out("banned [0-9]+ \\[killed after exec\\]", 5), out_of(d))
+    -- the alert says why it was not decided before it ran
+    assert.is_true(d:wait_out("banned [0-9]+ \\[killed after exec \\(uncovered: not decided by the deadline\\)\\]", 5),
+      out_of(d))
     assert.are.equal(0, d:stop(), d:err())
     local st = assert(d:stats(), d:err())
     assert.is_true(st.deny_timeouts >= 1, d:err())
@@ -603,7 +605,7 @@ rule { name = "no-hash", on = "exec", match = { sha256 = oneof { %q } },
       assert.is_truthy(kills[1]:find('"rule":"' .. c.rule .. '"', 1, true), kills[1])
       assert.is_truthy(kills[1]:find('"actions":[{', 1, true) and kills[1]:find('"name":"kill"', 1, true), kills[1])
       assert.is_truthy(kills[1]:find('"signal":9', 1, true), kills[1])
-      assert.is_true(d:wait_out(ere(exe) .. ' \\[killed after exec\\]"', 5), out_of(d))
+      assert.is_true(d:wait_out(ere(exe) .. ' \\[killed after exec \\(uncovered: memfd[^]]*\\)\\]"', 5), out_of(d))
     end
     assert.are.equal(0, d:stop(), d:err())
     local st = assert(d:stats(), d:err())
@@ -680,7 +682,10 @@ rule { name = "no-eval", on = "exec", match = { exe = "*/perl", argv = "-e" },
     local rules = s:rules("deny.lua", EXEC_LOGGER .. NO_RAW)
     local d = s:start { args = { "-o", "json", "--stats", "--duration", "40", rules }, timeout = 45 }
     ready(d)
-    assert.are.equal(1, fanotify_fds(d))
+    -- the deny group, and the mount-namespace group where the kernel has
+    -- them (6.14+: mount events); none once the deny rules are gone
+    local groups = fanotify_fds(d)
+    assert.is_true(groups == 1 or groups == 2, tostring(groups))
     local r, line = drive(2, 1, 0, s:path("m1"), victim)
     assert.are.equal(2, r.eperm, line)
     -- Rewrite the rules, SIGHUP, wait for the n-th "rules reloaded".
@@ -696,7 +701,7 @@ rule { name = "no-eval", on = "exec", match = { exe = "*/perl", argv = "-e" },
     r, line = drive(2, 1, 0, s:path("m2"), victim)
     assert.are.equal(2, r.ran, "denied without a deny rule: " .. line)
     reload(EXEC_LOGGER .. NO_RAW, 2)
-    assert.are.equal(1, fanotify_fds(d))
+    assert.are.equal(groups, fanotify_fds(d))
     r, line = drive(2, 1, 0, s:path("m3"), victim)
     assert.are.equal(2, r.eperm, "not denied after the deny rule came back: " .. line .. "\n" .. d:err())
     assert.are.equal(0, d:stop(), d:err())
