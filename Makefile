@@ -133,6 +133,10 @@ build/fuzz/fuzz_replay: spec/fuzz/fuzz_replay.c $(CORE_SRC) $(wildcard src/*.h)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_FLAGS) -D_GNU_SOURCE -Isrc $(PKG_CFLAGS) -o $@ spec/fuzz/fuzz_replay.c $(CORE_SRC) $(PKG_LIBS)
 
+build/fuzz/fuzz_mounts: spec/fuzz/fuzz_mounts.c src/mounts.c src/mounts.h
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_FLAGS) -D_GNU_SOURCE -Isrc -o $@ spec/fuzz/fuzz_mounts.c src/mounts.c
+
 fuzz-deps:
 	@$(MAKE) --no-print-directory deps NEED_CLANG=1
 

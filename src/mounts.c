@@ -135,6 +135,12 @@ int mounts_read(const char *path, struct pw_mounts *out)
 	char *text = slurp(path, &len, &err);
 	if (!text)
 		return err;
+	return mounts_parse(text, len, out);
+}
+
+int mounts_parse(char *text, size_t len, struct pw_mounts *out)
+{
+	memset(out, 0, sizeof *out);
 	size_t lines = 1;
 	for (size_t i = 0; i < len; i++)
 		lines += text[i] == '\n';
@@ -144,6 +150,7 @@ int mounts_read(const char *path, struct pw_mounts *out)
 		return -ENOMEM;
 	}
 	out->text = text;
+	text[len] = 0;
 	char *save = NULL;
 	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
 		if (out->n < lines && parse_line(line, &out->m[out->n])) {

@@ -22,6 +22,9 @@ struct pw_mounts {
 
 /* Read a mountinfo file. 0 or -errno. Lines that do not parse are skipped. */
 int mounts_read(const char *path, struct pw_mounts *out);
+/* The same from text[0..len) (malloc'd, len + 1 bytes, owned by out from
+ * now on, even on failure): the parser alone, pure. 0 or -ENOMEM. */
+int mounts_parse(char *text, size_t len, struct pw_mounts *out);
 void mounts_free(struct pw_mounts *ms);
 /* The mount with this id, or NULL. */
 const struct pw_mount *mounts_find(const struct pw_mounts *ms, unsigned id);
