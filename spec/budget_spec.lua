@@ -14,33 +14,16 @@ local function escape(s) return (s:gsub("%p", "%%%0")) end
 -- A policy: `witness` logs every exec; `bomb` runs `code` when the exec is
 -- /tmp/bomb (in its `when`) and otherwise logs "bomb handled PID".
 local function scenario(code)
-  local path = D.policy(([[
+  local path = D.bomb_policy(code, [[
 rule { name = "witness", on = "exec", action = log("info", "seen {pid}") }
-rule {
-  name = "bomb", on = "exec",
-  when = function(e)
-    if e.exe == "/tmp/bomb" then
-      %s
-    end
-    return true
-  end,
-  action = log("info", "bomb handled {pid}"),
-}
-]]):format(code))
+]])
   local res = D.replay { rules = { path }, file = FIXTURE, stats = true }
   res.path = path
   res.counters, res.rules = D.stats(res.err)
   return res
 end
 
-local function pids(res, rule, prefix)
-  local out = {}
-  for _, msg in ipairs(D.msgs(res, rule)) do
-    local pid = msg:match("^" .. prefix .. " (%d+)$")
-    if pid then out[#out + 1] = tonumber(pid) end
-  end
-  return out
-end
+local pids = D.pids
 
 -- The call on /tmp/bomb failed, and nothing else did: every event was
 -- handled by both rules, the bomb rule included.

@@ -12,28 +12,14 @@ package.path = "lua/?.lua;lua/?/init.lua;spec/?.lua;" .. package.path
 package.cpath = (os.getenv("PW_BUILD") or "build") .. "/lua/?.so;" .. package.cpath
 
 local core = require "procwarden.core"
+local D = require "helpers.daemon"
 
-local RUNTIME = { "procwarden.host", "procwarden.event", "procwarden.container" }
-local saved = {}
-for _, name in ipairs(RUNTIME) do
-  saved[name] = package.loaded[name]
-  package.loaded[name] = nil
-end
 local host = {} -- the specs below lend it a ctx_fill for a while
-package.loaded["procwarden.host"] = host
-local event = require "procwarden.event"
-local container = require "procwarden.container"
-for _, name in ipairs(RUNTIME) do package.loaded[name] = saved[name] end
+local event, container = D.load_runtime(host, { "procwarden.event", "procwarden.container" })
 
 -- ---- helpers ---------------------------------------------------------------
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = D.read
 
 local function sh(cmd)
   local p = assert(io.popen(cmd, "r"))

@@ -15,26 +15,9 @@ local D = require "helpers.daemon"
 -- procwarden.event on its own, around a host whose process context is a
 -- plain table copied into the event (as engine.c's ctx_fill copies its own).
 local host = {}
-local event
-do
-  local RUNTIME = { "procwarden.host", "procwarden.event", "procwarden.container" }
-  local saved = {}
-  for _, name in ipairs(RUNTIME) do
-    saved[name] = package.loaded[name]
-    package.loaded[name] = nil
-  end
-  package.loaded["procwarden.host"] = host
-  event = require "procwarden.event"
-  for _, name in ipairs(RUNTIME) do package.loaded[name] = saved[name] end
-end
+local event = D.load_runtime(host, { "procwarden.event" })
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = D.read
 local MY_PID = math.tointeger(tonumber(assert(read("/proc/self/stat")):match("^(%d+)")))
 
 -- Does writing code (a function of the table) fail, naming the field?

@@ -33,6 +33,14 @@ local function logged(res)
   return out
 end
 
+-- The run finished and exec() returned nil and a "too long" message.
+local function refused_too_long(res)
+  assert.equal(0, res.rc, res.err)
+  local msgs = logged(res)
+  assert.equal(1, #msgs)
+  assert.matches("^exec nil exec: .*too long", msgs[1])
+end
+
 local function run(nargs, arglen, nenv, envlen)
   local out = D.path("exec.out")
   local res = D.replay { rules = { policy(out, nargs, arglen, nenv, envlen) }, events = { { type = "exec", pid = 7 } },
@@ -73,29 +81,20 @@ describe("exec() argument lists", function()
 
   it("refuses one string longer than execve takes, with nil and a message", function()
     local res = run(1, 32 * 4096, 0) -- MAX_ARG_STRLEN counts the NUL: one byte too long
-    assert.equal(0, res.rc, res.err)
-    local msgs = logged(res)
-    assert.equal(1, #msgs)
-    assert.matches("^exec nil exec: .*too long", msgs[1])
+    refused_too_long(res)
     assert.equal(0, res.counters.handler_errors)
     assert.equal(0, res.counters.execs_started)
   end)
 
   it("refuses lists larger in all than execve takes, with nil and a message", function()
     local res = run(100, 100 * 1024, 0) -- 10 MB: over any stack limit's share
-    assert.equal(0, res.rc, res.err)
-    local msgs = logged(res)
-    assert.equal(1, #msgs)
-    assert.matches("^exec nil exec: .*too long", msgs[1])
+    refused_too_long(res)
     assert.equal(0, res.counters.handler_errors)
     assert.equal(0, res.counters.execs_started)
   end)
 
   it("refuses an environment too large in all", function()
     local res = run(1, 1, 20000, 400) -- about 8 MB
-    assert.equal(0, res.rc, res.err)
-    local msgs = logged(res)
-    assert.equal(1, #msgs)
-    assert.matches("^exec nil exec: .*too long", msgs[1])
+    refused_too_long(res)
   end)
 end)

@@ -30,31 +30,13 @@ local function children_cpu()
   return (tonumber(fields[14]) + tonumber(fields[15])) / TICKS -- cutime, cstime (fields 16, 17)
 end
 
-local function pids(res, rule, prefix)
-  local out = {}
-  for _, msg in ipairs(D.msgs(res, rule)) do
-    local pid = msg:match("^" .. prefix .. " (%d+)$")
-    if pid then out[#out + 1] = tonumber(pid) end
-  end
-  return out
-end
+local pids = D.pids
 
 -- A policy whose "bomb" rule runs `code` (in its `when`) on /tmp/bomb and
 -- logs "bomb handled PID" on every exec it lets through; res.secs: the CPU
 -- seconds of the whole replay.
 local function scenario(code)
-  local path = D.policy(([[
-rule {
-  name = "bomb", on = "exec",
-  when = function(e)
-    if e.exe == "/tmp/bomb" then
-      %s
-    end
-    return true
-  end,
-  action = log("info", "bomb handled {pid}"),
-}
-]]):format(code))
+  local path = D.bomb_policy(code)
   local t0 = children_cpu()
   local res = D.replay { rules = { path }, file = FIXTURE, stats = true, timeout = TIMEOUT }
   res.secs = children_cpu() - t0

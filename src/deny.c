@@ -136,7 +136,11 @@ struct pw_deny {
 	int stop_pipe[2];
 	int mountinfo;
 	int mnt_fan;  /* mount-namespace marks (FAN_REPORT_MNT), or -1: mountinfo POLLPRI instead */
-	int wake;     /* eventfd: a FUSE request waits, or the loop queued a namespace scan */
+	int wake;     /* eventfd: a FUSE request waits (the responder's) */
+	int mark_wake;/* eventfd: the loop queued a scan, or a FUSE group lost its filesystem (the marker's) */
+	int mep;      /* the marker thread's epoll set: stop, mark_wake, mount changes */
+	pthread_t marker;
+	bool marker_started;
 	/* the responder waits on fan, stop_pipe[0], wake, mnt_fan or mountinfo and
 	 * the watched namespaces' mountinfo: one epoll set, registered once */
 	int ep;
@@ -162,7 +166,7 @@ struct pw_deny {
 	struct keyset reported; /* devices whose failure was said already */
 	struct keyset fuse_devs;/* devices answered by a FUSE group */
 	struct keyset known_ns; /* mount namespaces scanned (their nsfs inodes), ours included */
-	pid_t pending[PENDING_SCANS]; /* pids whose namespace the loop saw for the first time */
+	pid_t pending[PENDING_SCANS]; /* pids whose namespace (or exe's filesystem) the loop saw unmarked */
 	int npending;
 	struct fuse_group fuse[MAX_FUSE_GROUPS];
 	struct fuse_req inbox[FUSE_INBOX];
@@ -173,6 +177,7 @@ struct pw_deny {
 		int fd; /* its mountinfo in the epoll set, or -1 (a mount-namespace mark) */
 	} *watch;
 	int nwatch, capwatch, nfdwatch;
+	int fuse_cap; /* FUSE groups at most: under MAX_FUSE_GROUPS and half the kernel's groups per user */
 	atomic_bool need_sha256;
 	atomic_bool need_remark; /* a FUSE group lost its filesystem: read the tables again */
 	/* the responder thread's own: pidfds of the last callers (caller_info),
@@ -285,17 +290,30 @@ static void keyset_copy(struct keyset *dst, const struct keyset *src)
 
 /* ---- marks --------------------------------------------------------------- */
 
-static void wake_responder(struct pw_deny *d)
+static void wake_fd(int fd, const char *who)
 {
 	uint64_t one = 1;
-	if (write(d->wake, &one, sizeof one) < 0 && errno != EAGAIN)
-		pw_log(PW_LOG_ERROR, "deny: waking the responder: %s", strerror(errno));
+	if (write(fd, &one, sizeof one) < 0 && errno != EAGAIN)
+		pw_log(PW_LOG_ERROR, "deny: waking the %s: %s", who, strerror(errno));
 }
 
-/* An fd (O_PATH) of a mount point, reached from rootfd. A walk below a
- * FUSE mount is made only from the kernel's caches (RESOLVE_CACHED: any
- * lookup that needs the filesystem fails at once): its server could hold
- * it. -errno on failure; -EAGAIN: below FUSE and not cached. */
+static void wake_responder(struct pw_deny *d)
+{
+	wake_fd(d->wake, "responder");
+}
+
+static void wake_marker(struct pw_deny *d)
+{
+	wake_fd(d->mark_wake, "marker");
+}
+
+/* An fd (O_PATH) of a mount point, reached from rootfd, from the kernel's
+ * caches only (RESOLVE_CACHED: a lookup that needs a filesystem fails at
+ * once). A mount point and the directories above it are pinned in the
+ * dentry cache while mounted, so this normally succeeds; a walk that would
+ * ask a filesystem (a FUSE mount stacked over a directory on the way, a
+ * network filesystem revalidating) could wait on a server, and is not
+ * made. -errno on failure; -EAGAIN: not cached. */
 static int open_mount_point(int rootfd, const char *point, bool under_fuse)
 {
 	const char *rel = point;
@@ -305,10 +323,6 @@ static int open_mount_point(int rootfd, const char *point, bool under_fuse)
 		rel = ".";
 	struct open_how how = {.flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_CACHED};
 	long fd = syscall(SYS_openat2, rootfd, rel, &how, sizeof how);
-	if (fd < 0 && errno == EAGAIN && !under_fuse) {
-		how.resolve &= ~(uint64_t)RESOLVE_CACHED;
-		fd = syscall(SYS_openat2, rootfd, rel, &how, sizeof how);
-	}
 	if (fd < 0 && errno == ENOSYS) /* before openat2 (5.6): a plain walk, never below FUSE */
 		fd = under_fuse ? (errno = EAGAIN, -1) : openat(rootfd, rel, O_PATH | O_CLOEXEC | O_NOFOLLOW);
 	return fd < 0 ? -errno : (int)fd;
@@ -345,6 +359,7 @@ static bool first_report(struct pw_deny *d, dev_t dev)
 }
 
 static void fuse_group_ensure(struct pw_deny *d, const char *root, const struct pw_mount *m);
+static bool ns_ino(pid_t pid, uint64_t *ino);
 
 /* Mark the filesystem mounted at m (in the table ms, read from the
  * namespace whose root is rootfd, named root in paths) in the shared
@@ -373,7 +388,7 @@ static void mark_mount(struct pw_deny *d, int rootfd, const char *root, const st
 	int rc = fd < 0 ? fd : fd_dev(fd, &got);
 	const char *why = NULL;
 	if (rc == -EAGAIN)
-		why = "below a FUSE mount and not in the kernel's caches: not walked (its server could hold the walk)";
+		why = "its path is not in the kernel's caches: not walked (a FUSE server on the way could hold the walk)";
 	else if (rc == 0 && got != dev)
 		why = "another mount is stacked over it: its mount point leads elsewhere";
 	else if (rc == 0)
@@ -412,13 +427,13 @@ static bool ns_user_owned(pid_t pid)
 	snprintf(path, sizeof path, "/proc/%d/ns/mnt", (int)pid);
 	int ns = open(path, O_RDONLY | O_CLOEXEC);
 	if (ns < 0)
-		return false;
+		return true; /* gone: nothing will be marked there anyway */
 	int user = ioctl(ns, NS_GET_USERNS);
 	close(ns);
 	if (user < 0)
-		return false;
-	struct stat owner, init;
-	bool other = fstat(user, &owner) == 0 && stat("/proc/1/ns/user", &init) == 0 && owner.st_ino != init.st_ino;
+		return true; /* unknown: assume a user made it */
+	struct stat owner, ours; /* the daemon runs in the initial user namespace */
+	bool other = fstat(user, &owner) < 0 || stat("/proc/self/ns/user", &ours) < 0 || owner.st_ino != ours.st_ino;
 	close(user);
 	return other;
 }
@@ -435,8 +450,20 @@ static void mark_table(struct pw_deny *d, pid_t pid, bool verbose)
 		root[0] = 0;
 	}
 	struct pw_mounts ms;
-	if (mounts_read(mi, &ms) < 0)
-		return; /* gone */
+	int rc = mounts_read(mi, &ms);
+	if (rc == -EFBIG || rc == -ENOMEM) { /* a user can make a table this big: say so, once per namespace */
+		uint64_t ns = 0;
+		ns_ino(pid ? pid : d->self, &ns);
+		pthread_mutex_lock(&d->mu);
+		d->st.mark_failures++;
+		bool report = first_report(d, ns | (1ull << 63));
+		pthread_mutex_unlock(&d->mu);
+		if (report)
+			pw_log(PW_LOG_ERROR, "deny: the mount table of %s is too large to read (%s): its new "
+			       "filesystems are marked only through the exe of their first exec", mi, strerror(-rc));
+	}
+	if (rc < 0)
+		return; /* gone, or too large */
 	int rootfd = open(pid ? root : "/", O_PATH | O_DIRECTORY | O_CLOEXEC);
 	bool user_owned = pid && ns_user_owned(pid);
 	if (rootfd >= 0) {
@@ -447,26 +474,40 @@ static void mark_table(struct pw_deny *d, pid_t pid, bool verbose)
 	mounts_free(&ms);
 }
 
-/* The filesystem of pid's executable, seen at an exec without a mark: mark
- * it through the exe itself (a mount hidden under another is reached this
- * way). Not a FUSE one: its group comes with its namespace's table. */
-static void mark_exe(struct pw_deny *d, pid_t pid, dev_t dev)
+/* The filesystem of pid's executable, seen at an exec without a mark
+ * (marker thread): mark it through the exe itself (a mount hidden under
+ * another is reached this way). Its type is read from the process's mount
+ * table now: the running exe pins its filesystem, so its device is not
+ * another's. Never a FUSE one nor a user's overlay (their groups come with
+ * their namespace's table), never one whose type is unknown. */
+static void mark_exe(struct pw_deny *d, pid_t pid)
 {
-	char type[32], path[64];
-	mounts_fs_type(pid, dev, type, sizeof type);
-	if (!type[0] || mounts_type_blocks(type) || mounts_type_pseudo(type))
-		return; /* unknown type: never risk a FUSE one in the shared group */
+	char path[64];
 	snprintf(path, sizeof path, "/proc/%d/exe", (int)pid);
 	int fd = open(path, O_PATH | O_CLOEXEC);
 	if (fd < 0)
 		return;
-	dev_t got;
-	int rc = fd_dev(fd, &got);
-	if (rc == 0 && got == dev)
-		rc = mark_fd(d->fan, fd);
+	dev_t dev;
+	bool done = fd_dev(fd, &dev) < 0;
+	pthread_mutex_lock(&d->mu);
+	done = done || keyset_has(&d->marked, dev) || keyset_has(&d->fuse_devs, dev);
+	pthread_mutex_unlock(&d->mu);
+	char type[32] = "";
+	struct pw_mounts ms;
+	snprintf(path, sizeof path, "/proc/%d/mountinfo", (int)pid);
+	if (!done && mounts_read(path, &ms) == 0) {
+		for (size_t i = 0; i < ms.n && !type[0]; i++)
+			if (makedev(ms.m[i].maj, ms.m[i].min) == dev)
+				snprintf(type, sizeof type, "%s", ms.m[i].type);
+		mounts_free(&ms);
+	}
+	if (done || !type[0] || mounts_type_blocks(type) || mounts_type_pseudo(type) ||
+	    (strcmp(type, "overlay") == 0 && ns_user_owned(pid))) {
+		close(fd);
+		return;
+	}
+	int rc = mark_fd(d->fan, fd);
 	close(fd);
-	if (rc == 0 && got != dev)
-		return; /* it exec'd again: its next exec event tells */
 	pthread_mutex_lock(&d->mu);
 	bool added = false;
 	if (rc == 0 && !keyset_has(&d->marked, dev) && keyset_add(&d->marked, dev, MAX_MARKS)) {
@@ -479,6 +520,19 @@ static void mark_exe(struct pw_deny *d, pid_t pid, dev_t dev)
 	if (added)
 		pw_log(PW_LOG_NOTICE, "deny: covering the filesystem (%s, %u:%u) of pid %d's exe, seen at its exec",
 		       type, major(dev), minor(dev), (int)pid);
+}
+
+static uint64_t path_hash(const char *p);
+
+/* A file unlinked between the exec's open and our readlink shows its path
+ * with " (deleted)": the rules judge the path it was run by (a race must
+ * not make a glob on the name miss). */
+static void strip_deleted(char *path)
+{
+	static const char suffix[] = " (deleted)";
+	size_t n = strlen(path), k = sizeof suffix - 1;
+	if (n > k && strcmp(path + n - k, suffix) == 0)
+		path[n - k] = 0;
 }
 
 /* ---- FUSE groups ----------------------------------------------------------- */
@@ -503,6 +557,7 @@ static void fuse_describe(struct pw_deny *d, struct fuse_group *g, const struct 
 	snprintf(link, sizeof link, "/proc/thread-self/fd/%d", md->fd); /* our table is not the process's */
 	ssize_t n = readlink(link, r->exe, sizeof r->exe - 1);
 	r->exe[n > 0 ? n : 0] = 0;
+	strip_deleted(r->exe);
 	if (n < 0)
 		snprintf(r->exe_error, sizeof r->exe_error, "%s", strerrorname_np(errno) ? strerrorname_np(errno) : "unreadable");
 	struct statx sx;
@@ -512,8 +567,8 @@ static void fuse_describe(struct pw_deny *d, struct fuse_group *g, const struct 
 		r->exe_mode = sx.stx_mode & 07777;
 		r->dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
 		r->ino = sx.stx_ino;
-	} else if (!r->exe_error[0]) {
-		snprintf(r->exe_error, sizeof r->exe_error, "%s", strerrorname_np(errno) ? strerrorname_np(errno) : "unreadable");
+	} else if (!r->exe_error[0]) { /* the server may refuse us (no allow_other): rules on them fail closed */
+		snprintf(r->exe_error, sizeof r->exe_error, "FUSE attributes withheld");
 	}
 	snprintf(r->exe_fs, sizeof r->exe_fs, "%s", g->type);
 	r->hash_late = atomic_load(&d->need_sha256); /* not read: fail closed where a rule needs it */
@@ -558,6 +613,11 @@ static void fuse_round(struct pw_deny *d, int gi, int fan, const struct fanotify
 		} else {
 			verdict[i] = d->cfg.fail_closed && !d->cfg.dry_run;
 			d->st.fuse_defaulted++;
+			const struct pw_deny_req *q = idx[i] >= 0 ? &d->inbox[idx[i]].req : NULL;
+			if (q && !verdict[i]) /* its exec event says it was not decided in time */
+				d->recent[d->recent_next++ % RECENT_MAX] =
+					(struct recent){.pid = q->pid, .dev = q->dev, .ino = q->ino, .late = true,
+							.path_hash = path_hash(q->exe), .answered_ns = pw_mono_ns()};
 		}
 		if (idx[i] >= 0)
 			d->inbox[idx[i]].state = INBOX_FREE; /* a late responder finds it gone (see fuse_take) */
@@ -597,11 +657,14 @@ static void *fuse_thread(void *arg)
 	sigset_t all;
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
-	/* A table of our own: 0-2 and the wake-up eventfd. The shared table
-	 * holds no FUSE file, so closing our copies asks no server anything. */
+	/* A table of our own: 0-2 and the two wake-up eventfds. The shared
+	 * table holds no FUSE file, so closing our copies asks no server
+	 * anything. */
 	int fan = -1, err = 0;
-	if (unshare(CLONE_FILES) < 0 || (d->wake > 3 && close_range(3, (unsigned)d->wake - 1, 0) < 0) ||
-	    close_range((unsigned)d->wake + 1, ~0U, 0) < 0)
+	unsigned lo = (unsigned)(d->wake < d->mark_wake ? d->wake : d->mark_wake);
+	unsigned hi = (unsigned)(d->wake < d->mark_wake ? d->mark_wake : d->wake);
+	if (unshare(CLONE_FILES) < 0 || (lo > 3 && close_range(3, lo - 1, 0) < 0) ||
+	    (hi > lo + 1 && close_range(lo + 1, hi - 1, 0) < 0) || close_range(hi + 1, ~0U, 0) < 0)
 		err = errno;
 	if (!err && (fan = fanotify_init(FAN_CLASS_CONTENT | FAN_CLOEXEC | FAN_NONBLOCK,
 					 O_RDONLY | O_LARGEFILE | O_CLOEXEC)) < 0)
@@ -643,7 +706,7 @@ static void *fuse_thread(void *arg)
 			/* unmounted: a new filesystem may reuse its device number,
 			 * so the group ends and the tables are read again */
 			atomic_store(&d->need_remark, true);
-			wake_responder(d);
+			wake_marker(d);
 			break;
 		}
 		if (r <= 0)
@@ -696,7 +759,7 @@ static void fuse_group_ensure(struct pw_deny *d, const char *root, const struct 
 	int free_i = -1, live = 0;
 	for (int i = 0; i < MAX_FUSE_GROUPS; i++) {
 		struct fuse_group *g = &d->fuse[i];
-		if (g->used && g->dev == dev && atomic_load(&g->state) != FUSE_DONE) {
+		if (g->used && g->dev == dev && atomic_load(&g->state) != FUSE_DONE && !atomic_load(&g->stop)) {
 			g->seen = true;
 			return;
 		}
@@ -704,7 +767,7 @@ static void fuse_group_ensure(struct pw_deny *d, const char *root, const struct 
 			free_i = i;
 		live += g->used;
 	}
-	if (free_i < 0) {
+	if (free_i < 0 || live >= d->fuse_cap) {
 		pthread_mutex_lock(&d->mu);
 		d->st.fuse_refused++;
 		bool report = first_report(d, dev);
@@ -753,8 +816,9 @@ static int fuse_take(struct pw_deny *d, struct slot *out, int max)
 {
 	int n = 0;
 	pthread_mutex_lock(&d->mu);
+	uint64_t now = pw_mono_ns();
 	for (int i = 0; i < FUSE_INBOX && n < max; i++)
-		if (d->inbox[i].state == INBOX_WAITING) {
+		if (d->inbox[i].state == INBOX_WAITING && now < d->inbox[i].deadline) { /* else its thread defaults it */
 			d->inbox[i].state = INBOX_TAKEN;
 			out[n] = (struct slot){.req = d->inbox[i].req, .fd = -1, .inbox = i, .state = SLOT_ASKED};
 			n++;
@@ -766,13 +830,13 @@ static int fuse_take(struct pw_deny *d, struct slot *out, int max)
 /* ---- namespaces -------------------------------------------------------------- */
 
 /* What woke the responder (epoll data). */
-enum { WAKE_REQUEST, WAKE_STOP, WAKE_MOUNTS, WAKE_INBOX };
+enum { WAKE_REQUEST, WAKE_STOP, WAKE_MOUNTS, WAKE_INBOX, WAKE_SCAN };
 
-/* Add fd to the responder's epoll set: 0 or -errno. */
-static int wait_on(struct pw_deny *d, int fd, uint32_t events, uint32_t what)
+/* Add fd to an epoll set (the responder's or the marker's): 0 or -errno. */
+static int wait_on(int ep, int fd, uint32_t events, uint32_t what)
 {
 	struct epoll_event e = {.events = events, .data.u32 = what};
-	return epoll_ctl(d->ep, EPOLL_CTL_ADD, fd, &e) == 0 ? 0 : -errno;
+	return epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e) == 0 ? 0 : -errno;
 }
 
 static void unwatch(struct pw_deny *d, int i)
@@ -780,7 +844,7 @@ static void unwatch(struct pw_deny *d, int i)
 	if (d->watch[i].fd >= 0) {
 		/* explicitly: close() alone leaves it in the set while an exec()
 		 * child still holds a copy, between its fork and its execve */
-		epoll_ctl(d->ep, EPOLL_CTL_DEL, d->watch[i].fd, NULL);
+		epoll_ctl(d->mep, EPOLL_CTL_DEL, d->watch[i].fd, NULL);
 		close(d->watch[i].fd);
 		d->nfdwatch--;
 	}
@@ -817,11 +881,11 @@ static bool watch_namespace(struct pw_deny *d, pid_t pid, uint64_t ino)
 			return false;
 		snprintf(path, sizeof path, "/proc/%d/mountinfo", (int)pid);
 		fd = open(path, O_RDONLY | O_CLOEXEC);
-		int rc = fd < 0 ? -errno : wait_on(d, fd, EPOLLPRI, WAKE_MOUNTS);
+		int rc = fd < 0 ? -errno : wait_on(d->mep, fd, EPOLLPRI, WAKE_MOUNTS);
 		if (rc < 0) {
 			if (fd >= 0)
 				close(fd);
-			return rc == -ENOENT || rc == -ESRCH || rc != -EMFILE;
+			return rc == -ENOENT || rc == -ESRCH; /* gone: nothing to watch; else refused */
 		}
 		d->nfdwatch++;
 	}
@@ -923,16 +987,21 @@ static void scan_pending(struct pw_deny *d)
 	memcpy(pids, d->pending, sizeof pids[0] * (size_t)n);
 	d->npending = 0;
 	pthread_mutex_unlock(&d->mu);
+	uint64_t self_ino = 0;
+	ns_ino(d->self, &self_ino);
 	for (int i = 0; i < n; i++) {
 		uint64_t ino;
-		if (!ns_ino(pids[i], &ino) || watch_find(d, ino) >= 0)
+		if (!ns_ino(pids[i], &ino))
 			continue;
-		adopt_namespace(d, pids[i], ino);
-		pthread_mutex_lock(&d->mu);
-		keyset_add(&d->known_ns, ino, MAX_NAMESPACES);
-		d->st.ns_scans_at_exec++;
-		d->st.namespaces = d->known_ns.n ? d->known_ns.n - 1 : 0;
-		pthread_mutex_unlock(&d->mu);
+		if (ino != self_ino && watch_find(d, ino) < 0) {
+			adopt_namespace(d, pids[i], ino);
+			pthread_mutex_lock(&d->mu);
+			keyset_add(&d->known_ns, ino, MAX_NAMESPACES);
+			d->st.ns_scans_at_exec++;
+			d->st.namespaces = d->known_ns.n ? d->known_ns.n - 1 : 0;
+			pthread_mutex_unlock(&d->mu);
+		}
+		mark_exe(d, pids[i]); /* its own filesystem, if still unmarked */
 	}
 }
 
@@ -1006,7 +1075,12 @@ bool deny_exec_seen(struct pw_deny *d, pid_t pid, const char *exe, uint64_t ktim
 	uint64_t h = exe ? path_hash(exe) : 0;
 	bool known = !have_stat, decided = false, late = false, wake = false;
 	pthread_mutex_lock(&d->mu);
-	if (have_ns && !keyset_has(&d->known_ns, ns)) { /* a namespace not seen before: scan it now */
+	if (have_stat)
+		known = keyset_has(&d->marked, dev) || keyset_has(&d->fuse_devs, dev);
+	/* a namespace not seen before, or an exe on an unmarked filesystem: the
+	 * marker thread scans and marks them now (never the loop: a table may
+	 * be huge, a filesystem may be FUSE) */
+	if ((have_ns && !keyset_has(&d->known_ns, ns)) || !known) {
 		bool queued = false;
 		for (int i = 0; i < d->npending && !queued; i++)
 			queued = d->pending[i] == pid;
@@ -1015,8 +1089,6 @@ bool deny_exec_seen(struct pw_deny *d, pid_t pid, const char *exe, uint64_t ktim
 			wake = true;
 		}
 	}
-	if (have_stat)
-		known = keyset_has(&d->marked, dev) || keyset_has(&d->fuse_devs, dev);
 	/* Newest first, down to the first entry older than the window: the
 	 * ring is in answer order, so all before it are older too. */
 	unsigned in_window = 0;
@@ -1043,9 +1115,7 @@ bool deny_exec_seen(struct pw_deny *d, pid_t pid, const char *exe, uint64_t ktim
 				recent_at(d, i)->pid = 0;
 	pthread_mutex_unlock(&d->mu);
 	if (wake)
-		wake_responder(d);
-	if (have_stat && !known)
-		mark_exe(d, pid, dev); /* for next time */
+		wake_marker(d);
 	if (!decided && why) {
 		if (exe && strncmp(exe, "/memfd:", 7) == 0)
 			*why = "memfd (no file for fanotify to see)";
@@ -1081,6 +1151,7 @@ static void describe(struct pw_deny *d, struct slot *s, const struct fanotify_ev
 	snprintf(link, sizeof link, "/proc/self/fd/%d", md->fd);
 	ssize_t n = readlink(link, r->exe, sizeof r->exe - 1);
 	r->exe[n > 0 ? n : 0] = 0;
+	strip_deleted(r->exe);
 	if (n < 0) /* a path over 4095 bytes: ENAMETOOLONG; the rules on exe fail closed */
 		snprintf(r->exe_error, sizeof r->exe_error, "%s", strerrorname_np(errno) ? strerrorname_np(errno) : "unreadable");
 	struct stat sb;
@@ -1300,6 +1371,8 @@ static void run_round(struct pw_deny *d, struct slot *round, int k, uint64_t t0)
 	bool outputs = false;
 	for (int i = 0; i < k; i++) {
 		struct slot *s = &round[i];
+		if (s->inbox >= 0 && d->inbox[s->inbox].state != INBOX_TAKEN)
+			continue; /* its FUSE thread answered by default already (and counted it) */
 		bool decided = s->state == SLOT_DECIDED && !s->req.error;
 		bool deny;
 		if (decided) {
@@ -1359,6 +1432,55 @@ static void run_round(struct pw_deny *d, struct slot *round, int k, uint64_t t0)
 		ev_async_send(d->cfg.loop, &d->async);
 }
 
+/* The marker thread: keeps the marks current (mount changes, new
+ * namespaces, execs from unmarked filesystems, the periodic scan), so the
+ * responder never waits on a mount table a user made huge. */
+static void *marker(void *arg)
+{
+	struct pw_deny *d = arg;
+	sigset_t all;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	char buf[4096];
+	uint64_t next_ns_scan = pw_mono_ns() + NS_SCAN_MS * 1000000ull;
+	for (;;) {
+		struct epoll_event ev[8];
+		int r = epoll_wait(d->mep, ev, 8, NS_SCAN_MS);
+		if (r < 0 && errno != EINTR) {
+			pw_log(PW_LOG_ERROR, "deny: marker: epoll_wait: %s; marks are no longer kept current", strerror(errno));
+			break;
+		}
+		bool stop = false, changed = false, scan = false;
+		for (int i = 0; i < r; i++) {
+			stop |= ev[i].data.u32 == WAKE_STOP;
+			changed |= ev[i].data.u32 == WAKE_MOUNTS; /* this or another namespace's mount table */
+			scan |= ev[i].data.u32 == WAKE_SCAN;
+		}
+		if (stop)
+			break;
+		if (changed && d->mnt_fan >= 0) /* drain the mount events: what changed is read from the tables */
+			while (read(d->mnt_fan, buf, sizeof buf) > 0)
+				;
+		if (scan) {
+			uint64_t count;
+			if (read(d->mark_wake, &count, sizeof count) < 0 && errno != EAGAIN)
+				pw_log(PW_LOG_ERROR, "deny: marker: reading its wake-ups: %s", strerror(errno));
+			changed |= atomic_exchange(&d->need_remark, false);
+		}
+		if (changed)
+			remark_all(d);
+		if (scan)
+			scan_pending(d);
+		if (pw_mono_ns() >= next_ns_scan) {
+			scan_namespaces(d);
+			fuse_reap(d);
+			next_ns_scan = pw_mono_ns() + NS_SCAN_MS * 1000000ull;
+		}
+	}
+	return NULL;
+}
+
+/* The responder thread: answers, and nothing else. */
 static void *responder(void *arg)
 {
 	struct pw_deny *d = arg;
@@ -1366,40 +1488,26 @@ static void *responder(void *arg)
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	char buf[PW_DENY_BATCH * sizeof(struct fanotify_event_metadata) + 64];
-	uint64_t next_ns_scan = pw_mono_ns() + NS_SCAN_MS * 1000000ull;
 	struct slot round[PW_DENY_BATCH];
 	for (;;) {
 		struct epoll_event ev[8];
-		int r = epoll_wait(d->ep, ev, 8, NS_SCAN_MS);
+		int r = epoll_wait(d->ep, ev, 8, -1);
 		if (r < 0 && errno != EINTR) {
 			pw_log(PW_LOG_ERROR, "deny: responder: epoll_wait: %s; pre-exec decisions stop", strerror(errno));
 			break;
 		}
-		bool stop = false, changed = false, request = false, inbox = false;
+		bool stop = false, request = false, inbox = false;
 		for (int i = 0; i < r; i++) {
 			stop |= ev[i].data.u32 == WAKE_STOP;
-			changed |= ev[i].data.u32 == WAKE_MOUNTS; /* this or another namespace's mount table */
 			request |= ev[i].data.u32 == WAKE_REQUEST;
 			inbox |= ev[i].data.u32 == WAKE_INBOX;
 		}
 		if (stop)
 			break;
-		if (changed && d->mnt_fan >= 0) /* drain the mount events: what changed is read from the tables */
-			while (read(d->mnt_fan, buf, sizeof buf) > 0)
-				;
-		if (inbox && atomic_exchange(&d->need_remark, false))
-			changed = true;
-		if (changed)
-			remark_all(d);
 		if (inbox) {
 			uint64_t count;
 			if (read(d->wake, &count, sizeof count) < 0 && errno != EAGAIN)
 				pw_log(PW_LOG_ERROR, "deny: responder: reading its wake-ups: %s", strerror(errno));
-			scan_pending(d);
-		}
-		if (pw_mono_ns() >= next_ns_scan) {
-			scan_namespaces(d);
-			next_ns_scan = pw_mono_ns() + NS_SCAN_MS * 1000000ull;
 		}
 		uint64_t t0 = pw_mono_ns();
 		int k = inbox ? fuse_take(d, round, PW_DENY_BATCH) : 0;
@@ -1518,6 +1626,21 @@ static void warn_open_doors(void)
 	}
 }
 
+/* FUSE groups at most: fanotify groups count per user (root here, whoever
+ * else uses them too): take at most half of the kernel's limit. */
+static int fuse_group_cap(void)
+{
+	long groups = 128;
+	FILE *f = fopen("/proc/sys/fs/fanotify/max_user_groups", "re");
+	if (f) {
+		if (fscanf(f, "%ld", &groups) != 1)
+			groups = 128;
+		fclose(f);
+	}
+	long cap = groups / 2 - 2;
+	return cap < 0 ? 0 : cap > MAX_FUSE_GROUPS ? MAX_FUSE_GROUPS : (int)cap;
+}
+
 /* Enough fds for the watches: the soft limit up to the hard one. */
 static void raise_fd_limit(void)
 {
@@ -1540,6 +1663,8 @@ struct pw_deny *deny_start(const struct pw_deny_config *cfg, char *err, size_t e
 	if (d->cfg.timeout_ms <= 0)
 		d->cfg.timeout_ms = PW_DENY_TIMEOUT_MS;
 	d->stop_pipe[0] = d->stop_pipe[1] = d->mountinfo = d->ep = d->mnt_fan = d->wake = -1;
+	d->mep = d->mark_wake = -1;
+	d->fuse_cap = fuse_group_cap();
 	d->self = getpid();
 	for (int i = 0; i < CALLER_PIDFDS; i++)
 		d->callers[i].fd = -1;
@@ -1571,9 +1696,12 @@ struct pw_deny *deny_start(const struct pw_deny_config *cfg, char *err, size_t e
 		d->st.filesystems++;
 	pw_log(PW_LOG_NOTICE, "deny: covering / (root filesystem)");
 	d->ep = epoll_create1(EPOLL_CLOEXEC);
+	d->mep = epoll_create1(EPOLL_CLOEXEC);
 	d->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (d->ep < 0 || d->wake < 0 || pipe2(d->stop_pipe, O_CLOEXEC) < 0) {
-		snprintf(err, errlen, "%s: %s", d->ep < 0 ? "epoll_create1" : d->wake < 0 ? "eventfd" : "pipe", strerror(errno));
+	d->mark_wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (d->ep < 0 || d->mep < 0 || d->wake < 0 || d->mark_wake < 0 || pipe2(d->stop_pipe, O_CLOEXEC) < 0) {
+		snprintf(err, errlen, "%s: %s", d->ep < 0 || d->mep < 0 ? "epoll_create1" : d->wake < 0 || d->mark_wake < 0 ? "eventfd" : "pipe",
+			 strerror(errno));
 		deny_stop(d);
 		return NULL;
 	}
@@ -1590,15 +1718,20 @@ struct pw_deny *deny_start(const struct pw_deny_config *cfg, char *err, size_t e
 	}
 	if (d->mnt_fan < 0)
 		d->mountinfo = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
-	int rc = wait_on(d, d->fan, EPOLLIN, WAKE_REQUEST);
+	/* the responder: requests; the marker: mount changes and scans; both: stop */
+	int rc = wait_on(d->ep, d->fan, EPOLLIN, WAKE_REQUEST);
 	if (rc == 0)
-		rc = wait_on(d, d->stop_pipe[0], EPOLLIN, WAKE_STOP);
+		rc = wait_on(d->ep, d->stop_pipe[0], EPOLLIN, WAKE_STOP);
 	if (rc == 0)
-		rc = wait_on(d, d->wake, EPOLLIN, WAKE_INBOX);
+		rc = wait_on(d->ep, d->wake, EPOLLIN, WAKE_INBOX);
+	if (rc == 0)
+		rc = wait_on(d->mep, d->stop_pipe[0], EPOLLIN, WAKE_STOP);
+	if (rc == 0)
+		rc = wait_on(d->mep, d->mark_wake, EPOLLIN, WAKE_SCAN);
 	if (rc == 0 && d->mnt_fan >= 0)
-		rc = wait_on(d, d->mnt_fan, EPOLLIN, WAKE_MOUNTS);
+		rc = wait_on(d->mep, d->mnt_fan, EPOLLIN, WAKE_MOUNTS);
 	if (rc == 0 && d->mountinfo >= 0)
-		rc = wait_on(d, d->mountinfo, EPOLLPRI, WAKE_MOUNTS);
+		rc = wait_on(d->mep, d->mountinfo, EPOLLPRI, WAKE_MOUNTS);
 	if (rc < 0) {
 		snprintf(err, errlen, "epoll_ctl: %s", strerror(-rc));
 		deny_stop(d);
@@ -1620,6 +1753,13 @@ struct pw_deny *deny_start(const struct pw_deny_config *cfg, char *err, size_t e
 		return NULL;
 	}
 	d->thread_started = true;
+	r = pthread_create(&d->marker, NULL, marker, d);
+	if (r != 0) {
+		snprintf(err, errlen, "marker thread: %s", strerror(r));
+		deny_stop(d);
+		return NULL;
+	}
+	d->marker_started = true;
 	return d;
 }
 
@@ -1664,15 +1804,15 @@ static bool fuse_stop_all(struct pw_deny *d)
 		}
 	pthread_cond_broadcast(&d->fuse_cv);
 	pthread_mutex_unlock(&d->mu);
+	struct timespec until; /* one deadline for all: a held thread costs it once */
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_nsec += (FUSE_POLL_MS * 2 % 1000) * 1000000L;
+	until.tv_sec += FUSE_POLL_MS * 2 / 1000 + until.tv_nsec / 1000000000L;
+	until.tv_nsec %= 1000000000L;
 	for (int i = 0; i < MAX_FUSE_GROUPS; i++) {
 		struct fuse_group *g = &d->fuse[i];
 		if (!g->used)
 			continue;
-		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_nsec += (FUSE_POLL_MS * 2 % 1000) * 1000000L;
-		until.tv_sec += FUSE_POLL_MS * 2 / 1000 + until.tv_nsec / 1000000000L;
-		until.tv_nsec %= 1000000000L;
 		if (pthread_timedjoin_np(g->thread, NULL, &until) != 0) {
 			pw_log(PW_LOG_WARNING, "deny: the FUSE server of %s holds its thread; only execs from that "
 			       "filesystem wait, until the server answers or dies", g->path);
@@ -1690,15 +1830,20 @@ void deny_stop(struct pw_deny *d)
 {
 	if (!d)
 		return;
-	if (d->thread_started) {
+	if (d->thread_started || d->marker_started) {
 		if (write(d->stop_pipe[1], "x", 1) != 1)
 			pw_log(PW_LOG_ERROR, "deny: stopping the responder: %s", strerror(errno));
-		pthread_join(d->thread, NULL);
-		ev_async_stop(d->cfg.loop, &d->async);
+		if (d->thread_started)
+			pthread_join(d->thread, NULL);
+		if (d->marker_started)
+			pthread_join(d->marker, NULL);
 	}
-	bool free_d = fuse_stop_all(d);
+	if (d->thread_started)
+		ev_async_stop(d->cfg.loop, &d->async);
 	if (d->fan >= 0)
-		close(d->fan); /* the kernel allows whatever still waits */
+		close(d->fan); /* at once: the kernel allows whatever still waits */
+	d->fan = -1;
+	bool free_d = fuse_stop_all(d);
 	for (int i = 0; i < 2; i++)
 		if (d->stop_pipe[i] >= 0)
 			close(d->stop_pipe[i]);
@@ -1711,6 +1856,8 @@ void deny_stop(struct pw_deny *d)
 	free(d->watch);
 	if (d->ep >= 0)
 		close(d->ep);
+	if (d->mep >= 0)
+		close(d->mep);
 	for (int i = 0; i < CALLER_PIDFDS; i++)
 		if (d->callers[i].fd >= 0)
 			close(d->callers[i].fd);
@@ -1720,6 +1867,8 @@ void deny_stop(struct pw_deny *d)
 		return; /* a held FUSE thread still reads d (its wake fd is its own copy) */
 	if (d->wake >= 0)
 		close(d->wake);
+	if (d->mark_wake >= 0)
+		close(d->mark_wake);
 	keyset_free(&d->marked);
 	keyset_free(&d->prev);
 	keyset_free(&d->reported);

@@ -145,7 +145,8 @@ static void *engine_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 		return NULL;
 	size_t new = nsize + MEM_HDR;
 	if (nsize > osize && nsize >= (1u << 20) && e->armed && past(&e->deadline)) {
-		e->late_alloc = true; /* reported as the budget error it is (engine_call_as) */
+		e->late_alloc = true; /* said as the time it is (engine_call_as), counted as memory */
+		e->st.mem_refused++;
 		return NULL;
 	}
 	if (new > old && !mem_allow(e, owner, new - old))
@@ -298,9 +299,7 @@ static int engine_call_as(struct pw_engine *e, int nargs, const char *who, lua_I
 	e->current = prev;
 	e->owner = prev_owner;
 	lua_remove(L, base); /* the handler */
-	if (r != LUA_OK && e->late_alloc && !e->over_budget) { /* out of time, not of memory */
-		e->over_budget = true;
-		e->st.budget_exceeded++;
+	if (r != LUA_OK && e->late_alloc && !e->over_budget) { /* out of time, not of memory: say so */
 		lua_pop(L, 1);
 		lua_rawgeti(L, LUA_REGISTRYINDEX, e->late_msg_ref);
 	}

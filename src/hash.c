@@ -325,6 +325,19 @@ static int digest_fd(int fd, unsigned char digest[32], uint64_t deadline_ns)
 	return err;
 }
 
+/* The hash of the file id names, from the cache: 0 found (in out), 1 not
+ * there (to be read), < 0 the file is not one to hash. */
+static int from_cache(const struct ident *id, char out[65])
+{
+	int r = check_hashable(id);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&mu);
+	bool hit = lookup(id, out);
+	pthread_mutex_unlock(&mu);
+	return hit ? 0 : 1;
+}
+
 /* The hash of fd, from the cache or read. known: its identity if the
  * caller has it. in_worker: this thread may wait on a server (fstatfs). */
 static int hash_fd(int fd, const struct ident *known, char out[65], uint64_t deadline_ns, bool in_worker)
@@ -333,14 +346,9 @@ static int hash_fd(int fd, const struct ident *known, char out[65], uint64_t dea
 	struct ident id;
 	int r = known ? (id = *known, 0) : ident_of(fd, NULL, &id);
 	if (r == 0)
-		r = check_hashable(&id);
-	if (r < 0)
+		r = from_cache(&id, out);
+	if (r <= 0)
 		return r;
-	pthread_mutex_lock(&mu);
-	bool hit = lookup(&id, out);
-	pthread_mutex_unlock(&mu);
-	if (hit)
-		return 0;
 	bool keep = settled(&id) && (!in_worker || served_locally(fd));
 	unsigned char digest[32];
 	r = digest_fd(fd, digest, deadline_ns);
@@ -428,14 +436,9 @@ int hash_sha256_exe(pid_t pid, char out[65])
 	struct ident id;
 	int r = ident_of(-1, path, &id);
 	if (r == 0)
-		r = check_hashable(&id);
-	if (r < 0)
+		r = from_cache(&id, out);
+	if (r <= 0)
 		return r;
-	pthread_mutex_lock(&mu);
-	bool hit = lookup(&id, out);
-	pthread_mutex_unlock(&mu);
-	if (hit)
-		return 0;
 	char type[32];
 	mounts_fs_type(pid, id.dev, type, sizeof type);
 	if (mounts_type_blocks(type)) { /* its server decides what a read gets, and when */

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sysmacros.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MOUNTINFO_MAX (64u << 20) /* a mount table larger than this is cut (counted as unreadable) */
@@ -51,7 +52,7 @@ static void unescape(char *s)
 }
 
 /* The whole file, NUL-terminated (procfs files have no useful size). */
-static char *slurp(const char *path, size_t *len, int *err)
+static char *slurp(const char *path, size_t *len, int *err, size_t max)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
@@ -62,7 +63,7 @@ static char *slurp(const char *path, size_t *len, int *err)
 	char *buf = malloc(cap);
 	while (buf) {
 		if (n + 1 >= cap) {
-			if (cap >= MOUNTINFO_MAX) {
+			if (cap >= max) {
 				*err = -EFBIG;
 				free(buf);
 				buf = NULL;
@@ -132,7 +133,7 @@ int mounts_read(const char *path, struct pw_mounts *out)
 	memset(out, 0, sizeof *out);
 	int err = 0;
 	size_t len;
-	char *text = slurp(path, &len, &err);
+	char *text = slurp(path, &len, &err, MOUNTINFO_MAX);
 	if (!text)
 		return err;
 	return mounts_parse(text, len, out);
@@ -244,17 +245,43 @@ static bool type_lookup(dev_t dev, char *buf, size_t cap)
 	return found;
 }
 
+/* A miss reads the process's mount table: on the loop and in the responder,
+ * so bounded in size and in rate (a user makes tables and devices at will). */
+#define LOOKUP_TABLE_MAX (256u << 10)
+#define LOOKUP_READS_PER_S 10
+
+static bool lookup_read_allowed(void)
+{
+	static uint64_t window;
+	static unsigned reads;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	uint64_t now = (uint64_t)ts.tv_sec;
+	pthread_mutex_lock(&types_mu);
+	if (now != window) {
+		window = now;
+		reads = 0;
+	}
+	bool ok = reads < LOOKUP_READS_PER_S;
+	reads += ok;
+	pthread_mutex_unlock(&types_mu);
+	return ok;
+}
+
 void mounts_fs_type(pid_t pid, dev_t dev, char *buf, size_t cap)
 {
 	if (cap)
 		buf[0] = 0;
-	if (type_lookup(dev, buf, cap))
+	if (type_lookup(dev, buf, cap) || !lookup_read_allowed())
 		return;
 	char path[64];
 	snprintf(path, sizeof path, "/proc/%d/mountinfo", (int)pid);
+	int err = 0;
+	size_t len;
+	char *text = slurp(path, &len, &err, LOOKUP_TABLE_MAX);
 	struct pw_mounts ms;
-	if (mounts_read(path, &ms) == 0) /* notes every device's type */
+	if (text && mounts_parse(text, len, &ms) == 0) /* notes every device's type */
 		mounts_free(&ms);
-	if (!type_lookup(dev, buf, cap))
+	if (text && !type_lookup(dev, buf, cap))
 		mounts_note_type(dev, ""); /* not in its table (a hidden mount): do not read it again */
 }

@@ -41,7 +41,8 @@ bool mounts_type_pseudo(const char *type);
 /* Remember the type of a device (from a mountinfo just read). */
 void mounts_note_type(dev_t dev, const char *type);
 /* The type of the filesystem on dev, as pid's mount table names it
- * (cached; on a miss /proc/PID/mountinfo is read once). "" when unknown.
+ * (cached; on a miss /proc/PID/mountinfo is read, if it is under 256 KiB
+ * and fewer than 10 such reads were made this second). "" when unknown.
  * Thread-safe; never touches the filesystem itself. */
 void mounts_fs_type(pid_t pid, dev_t dev, char *buf, size_t cap);
 

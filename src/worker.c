@@ -280,22 +280,39 @@ static void give_up(struct job *j)
 	}
 }
 
-int worker_call(pw_worker_fn fn, void *arg, size_t size, int fd, uint64_t deadline_ns)
+/* A job for fn, counted and handed to a worker. On success returns it with
+ * mu held; on failure NULL, *err set, mu not held. detached: nobody waits
+ * for the job, the worker frees it. */
+static struct job *start(pw_worker_fn fn, const void *arg, size_t size, int fd, bool detached, int *err)
 {
-	if (size > PW_WORKER_ARG_MAX)
-		return -E2BIG;
+	if (size > PW_WORKER_ARG_MAX) {
+		*err = -E2BIG;
+		return NULL;
+	}
 	pthread_once(&once, init);
 	struct job *j = job_new(fn, arg, size, fd);
-	if (!j)
-		return -ENOMEM;
+	if (!j) {
+		*err = -ENOMEM;
+		return NULL;
+	}
 	pthread_mutex_lock(&mu);
 	st.calls++;
-	int r = dispatch(j);
-	if (r < 0) {
+	j->abandoned = detached;
+	*err = dispatch(j);
+	if (*err < 0) {
 		pthread_mutex_unlock(&mu);
 		free(j);
-		return r;
+		return NULL;
 	}
+	return j;
+}
+
+int worker_call(pw_worker_fn fn, void *arg, size_t size, int fd, uint64_t deadline_ns)
+{
+	int r;
+	struct job *j = start(fn, arg, size, fd, false, &r);
+	if (!j)
+		return r;
 	if (!wait_for(j, is_done, deadline_ns)) {
 		st.timeouts++;
 		give_up(j);
@@ -314,22 +331,10 @@ int worker_call(pw_worker_fn fn, void *arg, size_t size, int fd, uint64_t deadli
 
 int worker_post(pw_worker_fn fn, const void *arg, size_t size, int fd)
 {
-	if (size > PW_WORKER_ARG_MAX)
-		return -E2BIG;
-	pthread_once(&once, init);
-	struct job *j = job_new(fn, arg, size, fd);
+	int r;
+	struct job *j = start(fn, arg, size, fd, fd < 0 /* nothing to wait for */, &r);
 	if (!j)
-		return -ENOMEM;
-	pthread_mutex_lock(&mu);
-	st.calls++;
-	if (fd < 0)
-		j->abandoned = true; /* nothing to wait for */
-	int r = dispatch(j);
-	if (r < 0) {
-		pthread_mutex_unlock(&mu);
-		free(j);
 		return r;
-	}
 	if (fd >= 0) {
 		/* wait for the handover only: then fd is the caller's to close */
 		if (!wait_for(j, is_taken, pw_mono_ns() + PW_WORKER_HANDOVER_MS * 1000000ull)) {

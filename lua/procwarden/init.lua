@@ -348,10 +348,13 @@ local function fire(r)
 
   -- A deny rule matching on sha256, on an exec the pre-exec path did not
   -- decide: a hash not had (a padded or huge binary) must buy no bypass.
+  -- Not at the start-up scan: what runs already is judged on what can be
+  -- read (a late hash there says nothing of the exec, and would kill every
+  -- large program running).
   local function test(e)
     if r.test(e) then return true end
-    return r.deny and r.uses_sha256 and e.sha256 == nil and event.raw(e, "_sha256_late") == true
-      and r.test_without_sha256(e)
+    return r.deny and r.uses_sha256 and not e.startup and e.sha256 == nil
+      and event.raw(e, "_sha256_late") == true and r.test_without_sha256(e)
   end
 
   local function full(e)

@@ -70,19 +70,21 @@ M.unknown_holds = 0 -- firings of an entry that held because its value could not
 
 -- Why e's value of field k is unknown (not merely absent), or nil.
 -- Only what a process can make unreadable fails closed: a path too long to
--- read (ENAMETOOLONG), a hash not had. A process gone before its exe was
--- read can no longer be acted on, and any busy host has many (counted,
--- not held); EACCES is an LSM or sandbox denying root, not the process.
+-- read (ENAMETOOLONG), a FUSE file whose attributes its server withholds.
+-- A process gone before its exe was read can no longer be acted on, and
+-- any busy host has many (counted, not held); EACCES is an LSM or sandbox
+-- denying root, not the process. A hash not had holds only at a pre-exec
+-- decision (deny's own rule: a sha256 rule whose other entries hold
+-- denies); on an exec event a late hash must not kill a legitimate
+-- process, so it does not hold there.
 M.unknown_gone = 0 -- exe unknown because the process was gone: not held
+local CLOSED_ERRORS = { ENAMETOOLONG = true, ["FUSE attributes withheld"] = true }
+M.CLOSED_ERRORS = CLOSED_ERRORS
 local function unknown_reason(e, k)
   local err = e.exe_error
-  if err == "ENAMETOOLONG" then return "exe unreadable: " .. err end
-  if err == "process gone" then
-    M.unknown_gone = M.unknown_gone + 1
-    return nil
-  end
-  -- a live process whose hash could not be had (a FUSE file, too big, late)
-  if k == "sha256" and e.exe ~= nil and e.sha256 == nil and e.valid then return "sha256 unreadable" end
+  if err and CLOSED_ERRORS[err] then return "exe unreadable: " .. err end
+  if err == "process gone" then M.unknown_gone = M.unknown_gone + 1 end
+  local _ = k
   return nil
 end
 
@@ -249,11 +251,11 @@ function M.compile(spec, known_types, level)
       end
     end
     r.uses_sha256 = spec.match ~= nil and spec.match.sha256 ~= nil
-    -- nothing was exec'd by a process with neither an exe nor a reason it
-    -- could not be read (a kernel thread at the start-up scan)
+    -- nothing to judge without an exe, unless a process made it unreadable
+    -- (a kernel thread or pid 1 at the start-up scan, a process gone)
     local test = r.test
     r.test = function(e)
-      if e.exe == nil and e.exe_error == nil then return false end
+      if e.exe == nil and not CLOSED_ERRORS[e.exe_error] then return false end
       return test(e)
     end
     -- What the responder thread can test in C (src/decision.c): the plain

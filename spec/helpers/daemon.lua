@@ -62,6 +62,23 @@ function M.read(path)
   return text
 end
 
+-- Load the runtime modules `names` (e.g. "procwarden.event") around
+-- `host` in the place of procwarden.host, as the engine's runtime sees its
+-- host; package.loaded is then as it was. Returns the modules, in order.
+local RUNTIME = { "procwarden.host", "procwarden.event", "procwarden.container" }
+function M.load_runtime(host, names)
+  local saved = {}
+  for _, name in ipairs(RUNTIME) do
+    saved[name] = package.loaded[name]
+    package.loaded[name] = nil
+  end
+  package.loaded["procwarden.host"] = host
+  local mods = {}
+  for i, name in ipairs(names) do mods[i] = require(name) end
+  for _, name in ipairs(RUNTIME) do package.loaded[name] = saved[name] end
+  return table.unpack(mods, 1, #names)
+end
+
 -- Write a policy source to its own file; returns the path. name (optional)
 -- is the file's base name, so messages can be matched exactly.
 function M.policy(src, name)
@@ -187,6 +204,35 @@ function M.msgs(res, rule)
   local msgs = {}
   for _, line in ipairs(M.select(res, rule and { rule = rule } or nil)) do msgs[#msgs + 1] = line.msg end
   return msgs
+end
+
+-- The pids in rule's messages of the form "PREFIX PID" (in order).
+function M.pids(res, rule, prefix)
+  local out = {}
+  for _, msg in ipairs(M.msgs(res, rule)) do
+    local pid = msg:match("^" .. prefix .. " (%d+)$")
+    if pid then out[#out + 1] = tonumber(pid) end
+  end
+  return out
+end
+
+-- The policy the fixture budget.jsonl (seven execs, the second of
+-- /tmp/bomb) is replayed through: its rule "bomb" runs `code` (in its
+-- `when`) on /tmp/bomb and logs "bomb handled PID" on every exec it lets
+-- through; `before`: rules ahead of it. Returns the path.
+function M.bomb_policy(code, before)
+  return M.policy((before or "") .. ([[
+rule {
+  name = "bomb", on = "exec",
+  when = function(e)
+    if e.exe == "/tmp/bomb" then
+      %s
+    end
+    return true
+  end,
+  action = log("info", "bomb handled {pid}"),
+}
+]]):format(code))
 end
 
 -- --stats output (stderr): counters by name, and the per-rule lines.

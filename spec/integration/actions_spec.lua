@@ -66,15 +66,8 @@ describe("actions (root)", function()
     s = H.session()
   end)
 
-  after_each(function()
-    if s then s:cleanup() end
-    s = nil
-  end)
-
-  lazy_teardown(function()
-    if tools then tools.session:cleanup() end
-    tools = nil
-  end)
+  after_each(H.end_test)
+  lazy_teardown(H.end_file)
 
   it_root(("a forbidden binary started %d times is killed by SIGKILL every time"):format(KILLS), function()
     local victim = s:path("forbidden")

@@ -177,28 +177,67 @@ local function spawn(cmd, name)
   return pid, started[#started]
 end
 
--- Wait until the daemon is up: fanotify when deny rules are loaded, and
--- the loop (a probe exec was logged).
-local function ready(d, deny)
-  if deny then
-    assert.is_true(H.wait_grep(d.err_file, "deny: covering / \\(root filesystem\\)", 10),
-      "fanotify never came up:\n" .. d:err())
-  end
-  assert.is_true(d:ready(5), "the daemon never handled a probe exec:\n" .. d:err())
-end
+-- Wait until the daemon is up: fanotify (within 10 s) when deny rules are
+-- loaded, and the loop (a probe exec was logged).
+local function ready(d, deny) d:assert_ready(deny and 10 or nil) end
 
 -- The daemon's stdout without the exec logger's lines.
-local function out_of(d)
-  local keep = {}
-  for line in d:out():gmatch("[^\n]+") do
-    if not line:find("exec pid=", 1, true) then keep[#keep + 1] = line end
-  end
-  return table.concat(keep, "\n") .. "\n"
-end
+local function out_of(d) return d:out_without("exec pid=") end
 
 local function tail(text, n)
   n = n or 3000
   return #text > n and ("..." .. text:sub(-n)) or text
+end
+
+-- In the session: a deny daemon up (fanotify and the loop) whose rule
+-- `name` denies every exe "*/name" and alerts "`what` {exe}". Returns it.
+local function start_deny(name, what)
+  local rules = s:rules(name .. ".lua", EXEC_LOGGER .. ([[
+rule { name = %q, on = "exec", match = { exe = %q },
+  action = { deny(), alert %q } }
+]]):format(name, "*/" .. name, what .. " {exe}"))
+  local d = s:start { args = { "-o", "json", "--stats", "--duration", "40", rules }, timeout = 45 }
+  ready(d, true)
+  return d
+end
+
+-- A new (locked) session for a victim mounted by nobody: a markers dir
+-- anyone may write, the empty directory `dir` to mount on, and with
+-- `victim`, a copy of the raw victim. Returns their paths.
+local function mount_session(dir, victim)
+  new_session(true)
+  local mk = mkdir(s:path("markers"), "1777")
+  local mnt = mkdir(s:path(dir))
+  if not victim then return mk, mnt end
+  local raw = s:path("raw")
+  copy(tools.raw, raw)
+  return mk, mnt, raw
+end
+
+-- Run a shell as nobody in a new user and mount namespace (unshare -Urm),
+-- fed one command at a time (as a user types them): each command of
+-- o.setup (the shell exits 9 when one fails), each followed by o.pause
+-- seconds when given; then o.n tries of o.try ($i: 0 .. n-1), each
+-- printing "try $i rc=$?" and then running o.after if given; then exit 0.
+-- o.vars: its environment. Returns what the shell printed.
+local function unshare_shell(o)
+  local feed = {}
+  for _, cmd in ipairs(o.setup) do
+    feed[#feed + 1] = "echo " .. H.q(cmd .. " || exit 9")
+    if o.pause then feed[#feed + 1] = "sleep " .. o.pause end
+  end
+  for i = 0, o.n - 1 do
+    local try = o.try .. '; echo "try $i rc=$?"' .. (o.after and "; " .. o.after or "")
+    feed[#feed + 1] = "echo " .. H.q((try:gsub("%$i", tostring(i))))
+  end
+  feed[#feed + 1] = "echo 'exit 0'"
+  local names = {}
+  for k in pairs(o.vars) do names[#names + 1] = k end
+  table.sort(names)
+  local set = {}
+  for i, k in ipairs(names) do set[i] = k .. "=" .. H.q(o.vars[k]) end
+  return H.run(("%s; export %s; sh -c %s | timeout -k 2 30 %s unshare -Urm sh 2>&1"):format(table.concat(set, " "),
+    table.concat(names, " "), H.q(table.concat(feed, "\n")), AS_NOBODY))
 end
 
 -- ---- the FUSE server ---------------------------------------------------------
@@ -278,14 +317,11 @@ describe("adversary: attacks of a local unprivileged user on the live daemon (ro
     undo = {}
     for _, p in ipairs(started) do kill_started(p) end
     started = {}
-    if s then s:cleanup() end
+    H.end_test()
     s = nil
   end)
 
-  lazy_teardown(function()
-    if tools then tools.session:cleanup() end
-    tools = nil
-  end)
+  lazy_teardown(H.end_file)
 
   -- ---- a. a FUSE server that stops answering ----------------------------
 
@@ -526,12 +562,7 @@ rule { name = "pwadv-nonroot", on = "exec", match = { exe_uid = not_(0) },
   it_root("a victim under a 4600-byte path is denied by an exe glob (relative exec and fexecve)", function()
     new_session(true)
     local mk = mkdir(s:path("markers"))
-    local rules = s:rules("deep.lua", EXEC_LOGGER .. [[
-rule { name = "pwadv-deep", on = "exec", match = { exe = "*/pwadv-deep" },
-  action = { deny(), alert "deep victim {exe}" } }
-]])
-    local d = s:start { args = { "-o", "json", "--stats", "--duration", "40", rules }, timeout = 45 }
-    ready(d, true)
+    local d = start_deny("pwadv-deep", "deep victim")
     local function deep(depth, how, marker)
       local out = H.run(("cd %s && timeout 20 %s %d 200 %s pwadv-deep %s %s 2>&1"):format(H.q(s.dir),
         H.q(tools.deep), depth, H.q(tools.raw), how, H.q(mk .. "/" .. marker)))
@@ -560,30 +591,13 @@ rule { name = "pwadv-deep", on = "exec", match = { exe = "*/pwadv-deep" },
 
   it_root("unshare -Urm, then in a shell a tmpfs mount, a copy of the raw victim and its exec: denied 50 times of 50",
     function()
-    new_session(true)
-    local mk = mkdir(s:path("markers"), "1777")
-    local mnt = mkdir(s:path("nsmnt"))
-    local victim = s:path("raw")
-    copy(tools.raw, victim)
-    local rules = s:rules("ns.lua", EXEC_LOGGER .. [[
-rule { name = "pwadv-nsraw", on = "exec", match = { exe = "*/pwadv-nsraw" },
-  action = { deny(), alert "ns victim {exe}" } }
-]])
-    local d = s:start { args = { "-o", "json", "--stats", "--duration", "40", rules }, timeout = 45 }
-    ready(d, true)
-    local feed = [[
-echo 'mount -t tmpfs pwadv "$MNT" || exit 9'
-sleep 0.1
-echo 'cp "$RAW" "$MNT/pwadv-nsraw" || exit 9'
-sleep 0.1
-i=0
-while [ $i -lt 50 ]; do
-  echo "\"\$MNT/pwadv-nsraw\" \"\$MK/marker.$i\"; echo \"try $i rc=\$?\""
-  i=$((i+1))
-done
-echo 'exit 0']]
-    local out = H.run(("MNT=%s RAW=%s MK=%s; export MNT RAW MK; sh -c %s | timeout -k 2 30 %s unshare -Urm sh 2>&1")
-      :format(H.q(mnt), H.q(victim), H.q(mk), H.q(feed), AS_NOBODY))
+    local mk, mnt, victim = mount_session("nsmnt", true)
+    local d = start_deny("pwadv-nsraw", "ns victim")
+    local out = unshare_shell {
+      vars = { MNT = mnt, RAW = victim, MK = mk },
+      setup = { 'mount -t tmpfs pwadv "$MNT"', 'cp "$RAW" "$MNT/pwadv-nsraw"' }, pause = 0.1,
+      try = '"$MNT/pwadv-nsraw" "$MK/marker.$i"', n = 50,
+    }
     local tries = select(2, out:gsub("try %d+ rc=", ""))
     local denied = select(2, out:gsub("try %d+ rc=126", ""))
     local markers = count_files(mk, "marker.")
@@ -596,15 +610,8 @@ echo 'exit 0']]
 
   it_root("unshare + mount + write + exec in one static program, 200 times: how many ran (measured, a known limit)",
     function()
-    new_session(true)
-    local mk = mkdir(s:path("markers"), "1777")
-    local mnt = mkdir(s:path("nsmnt"))
-    local rules = s:rules("ns.lua", EXEC_LOGGER .. [[
-rule { name = "pwadv-nsone", on = "exec", match = { exe = "*/pwadv-nsone" },
-  action = { deny(), alert "ns victim {exe}" } }
-]])
-    local d = s:start { args = { "-o", "json", "--stats", "--duration", "40", rules }, timeout = 45 }
-    ready(d, true)
+    local mk, mnt = mount_session("nsmnt", false)
+    start_deny("pwadv-nsone", "ns victim")
     local out = H.run(("timeout -k 2 60 %s%s %s %s 200 %s 2>&1"):format(AS_NOBODY, H.q(tools.nsexec), H.q(tools.raw),
       H.q(mk), H.q(mnt)))
     local r = report(out)
@@ -618,27 +625,14 @@ rule { name = "pwadv-nsone", on = "exec", match = { exe = "*/pwadv-nsone" },
 
   it_root("a victim on a tmpfs covered by another mount, run through its cwd: later execs denied, never left unmarked",
     function()
-    new_session(true)
-    local mk = mkdir(s:path("markers"), "1777")
-    local x = mkdir(s:path("stack"))
-    local victim = s:path("raw")
-    copy(tools.raw, victim)
-    local rules = s:rules("stack.lua", EXEC_LOGGER .. [[
-rule { name = "pwadv-stacked", on = "exec", match = { exe = "*/pwadv-stacked" },
-  action = { deny(), alert "stacked victim {exe}" } }
-]])
-    local d = s:start { args = { "-o", "json", "--stats", "--duration", "40", rules }, timeout = 45 }
-    ready(d, true)
-    local feed = [[
-echo 'mount -t tmpfs pwadv-a "$X" && cp "$RAW" "$X/pwadv-stacked" && cd "$X" && mount -t tmpfs pwadv-b "$X" || exit 9'
-i=0
-while [ $i -lt 10 ]; do
-  echo "./pwadv-stacked \"\$MK/marker.$i\"; echo \"try $i rc=\$?\"; sleep 0.3"
-  i=$((i+1))
-done
-echo 'exit 0']]
-    local out = H.run(("X=%s RAW=%s MK=%s; export X RAW MK; sh -c %s | timeout -k 2 30 %s unshare -Urm sh 2>&1")
-      :format(H.q(x), H.q(victim), H.q(mk), H.q(feed), AS_NOBODY))
+    local mk, x, victim = mount_session("stack", true)
+    local d = start_deny("pwadv-stacked", "stacked victim")
+    local out = unshare_shell {
+      vars = { X = x, RAW = victim, MK = mk },
+      setup = { 'mount -t tmpfs pwadv-a "$X" && cp "$RAW" "$X/pwadv-stacked" && cd "$X" && '
+        .. 'mount -t tmpfs pwadv-b "$X"' },
+      try = './pwadv-stacked "$MK/marker.$i"', after = "sleep 0.3", n = 10,
+    }
     local rcs = {}
     for rc in out:gmatch("try %d+ rc=(%d+)") do rcs[#rcs + 1] = tonumber(rc) end
     assert.are.equal(10, #rcs, "the shell did not run its tries: " .. out)

@@ -106,23 +106,11 @@ local function copy(from, to, mode)
     "cp " .. from .. " " .. to)
 end
 
--- Wait until the daemon is judging execs: fanotify is up ("deny: covering
--- / (root filesystem)" on stderr, at notice level) and the loop runs (a
--- probe exec was logged: decisions need the loop).
-local function ready(d)
-  assert.is_true(H.wait_grep(d.err_file, "deny: covering / \\(root filesystem\\)", 5),
-    "fanotify never came up:\n" .. d:err())
-  assert.is_true(d:ready(5), "the daemon never handled a probe exec:\n" .. d:err())
-end
+-- Wait until the daemon is judging execs (fanotify up within 5 s).
+local function ready(d) d:assert_ready(5) end
 
 -- The daemon's stdout without the exec logger's lines (for messages).
-local function out_of(d)
-  local keep = {}
-  for line in d:out():gmatch("[^\n]+") do
-    if not line:find('"msg":"exec pid=', 1, true) then keep[#keep + 1] = line end
-  end
-  return table.concat(keep, "\n") .. "\n"
-end
+local function out_of(d) return d:out_without('"msg":"exec pid=') end
 
 local lines_matching = H.lines_matching
 
@@ -170,14 +158,11 @@ describe("deny(): pre-exec decisions (root)", function()
       end
     end
     vdirs = nil
-    if s then s:cleanup() end
+    H.end_test()
     s = nil
   end)
 
-  lazy_teardown(function()
-    if tools then tools.session:cleanup() end
-    tools = nil
-  end)
+  lazy_teardown(H.end_file)
 
   it_root("the raw static victim, run many times from /tmp and /dev/shm with every core busy: "
     .. "EPERM every time, no marker", function()

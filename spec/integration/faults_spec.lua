@@ -65,15 +65,8 @@ describe("faults (root)", function()
     s = H.session()
   end)
 
-  after_each(function()
-    if s then s:cleanup() end
-    s = nil
-  end)
-
-  lazy_teardown(function()
-    if tools then tools.session:cleanup() end
-    tools = nil
-  end)
+  after_each(H.end_test)
+  lazy_teardown(H.end_file)
 
   -- ---- 1. the kernel drops events --------------------------------------------
 

@@ -40,6 +40,7 @@ end
 -- raises an error (the session cleaned up) when one does not build.
 function H.build_tools(progs)
   local ts = H.session()
+  ts.for_file = true -- cleaned up by H.end_file, not H.end_test
   local t = { session = ts }
   for name, args in pairs(progs) do
     t[name] = ts:path(name)
@@ -134,10 +135,33 @@ end
 local Session = {}
 Session.__index = Session
 
+-- Every session this spec file opened (each file loads its own H), for
+-- H.end_test and H.end_file.
+local opened = {}
+
 function H.session()
   local dir = H.run("mktemp -d /tmp/pw-integration.XXXXXX"):gsub("%s+$", "")
   assert(dir ~= "" and dir:sub(1, 1) == "/", "mktemp -d failed")
-  return setmetatable({ dir = dir, daemons = {}, n = 0 }, Session)
+  local ses = setmetatable({ dir = dir, daemons = {}, n = 0 }, Session)
+  opened[#opened + 1] = ses
+  return ses
+end
+
+-- Clean up the sessions opened for tests (an after_each hook): what they
+-- started is killed and their dirs removed. Those of H.build_tools stay.
+function H.end_test()
+  local keep = {}
+  for _, ses in ipairs(opened) do
+    if ses.for_file then keep[#keep + 1] = ses else ses:cleanup() end
+  end
+  opened = keep
+end
+
+-- Clean up every session still open, the helper programs' too (a
+-- teardown hook, once the file's tests are done).
+function H.end_file()
+  for _, ses in ipairs(opened) do ses:cleanup() end
+  opened = {}
 end
 
 function Session:path(name)
@@ -166,8 +190,10 @@ function Session:lock(name, wait, secs)
 end
 
 -- Kill what is still running (only the daemons this session started, by
--- pid) and remove the temp dir.
+-- pid) and remove the temp dir. Only the first call does anything.
 function Session:cleanup()
+  if self.cleaned then return end
+  self.cleaned = true
   for _, d in ipairs(self.daemons) do
     if not d:done() then
       local pid = d:pid()
@@ -270,6 +296,29 @@ end
 -- Wait until some stdout line matches the extended regex.
 function Daemon:wait_out(regex, secs)
   return H.wait_grep(self.out_file, regex, secs or 5)
+end
+
+-- Assert that the daemon is judging execs: with deny_secs, fanotify came up
+-- within that many seconds ("deny: covering / (root filesystem)" on
+-- stderr, at notice level); and the loop runs (a probe exec was logged
+-- within 5 s: decisions need the loop).
+function Daemon:assert_ready(deny_secs)
+  local luassert = require "luassert"
+  if deny_secs then
+    luassert.is_true(H.wait_grep(self.err_file, "deny: covering / \\(root filesystem\\)", deny_secs),
+      "fanotify never came up:\n" .. self:err())
+  end
+  luassert.is_true(self:ready(5), "the daemon never handled a probe exec:\n" .. self:err())
+end
+
+-- The daemon's stdout without the lines that contain `logged` (plain), e.g.
+-- those of H.EXEC_LOGGER: what is left to read in a failure message.
+function Daemon:out_without(logged)
+  local keep = {}
+  for line in self:out():gmatch("[^\n]+") do
+    if not line:find(logged, 1, true) then keep[#keep + 1] = line end
+  end
+  return table.concat(keep, "\n") .. "\n"
 end
 
 -- ---- workloads ------------------------------------------------------------

@@ -59,15 +59,8 @@ describe("rules files opened once (root)", function()
     sh_ok("chmod 755 " .. H.q(s.dir))
   end)
 
-  after_each(function()
-    if s then s:cleanup() end
-    s = nil
-  end)
-
-  lazy_teardown(function()
-    if tools then tools.session:cleanup() end
-    tools = nil
-  end)
+  after_each(H.end_test)
+  lazy_teardown(H.end_file)
 
   local function flipper()
     if not tools then
