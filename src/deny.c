@@ -402,6 +402,11 @@ static void mark_mount(struct pw_deny *d, int rootfd, const char *root, const st
 			d->st.filesystems++;
 			if (verbose && !said)
 				pw_log(PW_LOG_NOTICE, "deny: covering %s%s (%s)", root, m->point, m->type);
+		} else { /* marked in the kernel, but not remembered: said, counted */
+			d->st.mark_failures++;
+			if (first_report(d, dev))
+				pw_log(PW_LOG_ERROR, "deny: %d filesystems are marked (the limit): %s%s (%s) is marked but "
+				       "its execs are not known as covered", MAX_MARKS, root, m->point, m->type);
 		}
 	} else {
 		if (rc == -EAGAIN)
@@ -955,7 +960,8 @@ static void scan_namespaces(struct pw_deny *d)
 		}
 		int w = watch_find(d, ino);
 		if (w >= 0) { /* known: follow a live member of it */
-			if (kill(d->watch[w].pid, 0) < 0 && errno == ESRCH) {
+			uint64_t still;
+			if (!ns_ino(d->watch[w].pid, &still) || still != ino) { /* gone, or its pid reused */
 				unwatch(d, w);
 				watch_namespace(d, (pid_t)pid, ino);
 			}

@@ -471,8 +471,9 @@ rule { name = "still-alerting", on = "exec", match = { exe = %q }, action = aler
   end)
 
   it_root("an exec() whose output no longer fits under the cap: on_exit fails, the daemon lives", function()
-    -- The rules fill their file's share of the Lua state's cap (4 MiB per
-    -- timer call, far under the call budget) but 32 KiB: room for rules to
+    -- The rules fill their file's share of the Lua state's cap (1 MiB per
+    -- timer call, far under the call budget even on a sanitizer build) but
+    -- 32 KiB: room for rules to
     -- run, not for the trigger's 60,000-byte stdout (charged to the file
     -- that started the command). Copying that output into Lua
     -- fails; it must fail as a call does (counted, logged), not outside a
@@ -486,15 +487,15 @@ local hoard, ran = {}, false
 local function grow(n) hoard[#hoard + 1] = string.rep("m", n) end
 local function fill()
   local mine = stats().lua_files[1] -- this file's memory and share of the cap
-  if mine.share - mine.memory > 16 << 20 then
-    grow(4 << 20)
+  if mine.share - mine.memory > 2 << 20 then
+    grow(1 << 20)
     after(0.001, fill)
     return
   end
   -- to the brim (a refused allocation collects all garbage first), but a
   -- 32 KiB reserve given back at the end
   local reserve = string.rep("r", 32768)
-  local size = 1 << 20
+  local size = 256 << 10
   while size >= 64 do
     if not pcall(grow, size) then size = size // 2 end
   end
