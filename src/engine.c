@@ -300,6 +300,7 @@ static int engine_call_as(struct pw_engine *e, int nargs, const char *who, lua_I
 	e->owner = prev_owner;
 	lua_remove(L, base); /* the handler */
 	if (r != LUA_OK && e->late_alloc && !e->over_budget) { /* out of time, not of memory: say so */
+		e->st.budget_exceeded++; /* counted as the time it is; classed with memory (not the rule's bug) */
 		lua_pop(L, 1);
 		lua_rawgeti(L, LUA_REGISTRYINDEX, e->late_msg_ref);
 	}
