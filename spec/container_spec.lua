@@ -1,5 +1,5 @@
 -- container_spec.lua: procwarden.container.id(cgroup) -> container id, for
--- the cgroup paths each container runtime really creates (DESIGN §4:
+-- the cgroup paths each container runtime really creates (procwarden-rules(5):
 -- "container id only for a recognised runtime layout (docker,
 -- containerd/cri-o, podman), nil on the host, never any hex-looking
 -- segment"). The paths below are what /proc/PID/cgroup shows from the host

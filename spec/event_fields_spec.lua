@@ -1,4 +1,4 @@
--- event_fields_spec.lua: the lazy accessor of procwarden.event (DESIGN §4,
+-- event_fields_spec.lua: the lazy accessor of procwarden.event (procwarden-rules(5),
 -- "Event table" and the process fields table): unknown names are errors,
 -- kernel fields a type lacks are nil, recorded (replay) tables never read
 -- the live /proc, live tables read this very busted process, derived fields,
@@ -131,7 +131,7 @@ describe("unknown field names", function()
 end)
 
 describe("kernel fields a type lacks", function()
-  -- Kernel-only names (DESIGN §4 "Event table"), none of them a process field.
+  -- Kernel-only names (procwarden-rules(5) EVENT TABLE), none of them a process field.
   local KERNEL_ONLY = {
     "parent_pid", "parent_tgid", "child_pid", "child_tgid", "exit_code", "exit_signal",
     "exit_status", "term_signal", "core_dumped", "ruid", "rgid", "tracer_pid", "tracer_tgid", "lost",
@@ -173,7 +173,7 @@ describe("kernel fields a type lacks", function()
     assert.is_false(event.is_field("nosuchfield"))
   end)
 
-  it("every process field of DESIGN §4 is a field", function()
+  it("every documented process field is a field", function()
     for _, name in ipairs {
       "pid", "ppid", "start_time", "exe", "comm", "cwd", "argv", "args", "cmdline", "argv_truncated",
       "uid", "euid", "gid", "egid", "user", "euser", "loginuid", "login_user",

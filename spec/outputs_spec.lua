@@ -1,4 +1,4 @@
--- outputs_spec.lua: logs and alerts as they leave the daemon (DESIGN §5,
+-- outputs_spec.lua: logs and alerts as they leave the daemon (README "Outputs",
 -- §3 -o/--log, SIGHUP), parsed back. No root needed: events come from
 -- --replay (the spec/fixtures/events.jsonl fixture through the fixture
 -- ten-rule policy, plus events of this spec's own), so every action is a
@@ -260,7 +260,7 @@ describe("-o text", function()
     return { time = time, priority = priority, rule = rule, msg = msg }
   end
 
-  it("the DESIGN §5 format: time, priority, rule, message, with the effects' results", function()
+  it("the documented text format: time, priority, rule, message, with the effects' results", function()
     local r = run()
     assert.are.equal(0, r.rc, r.err)
     local miner

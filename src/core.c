@@ -278,7 +278,7 @@ static int core_user_name(lua_State *L)
 }
 
 /* core.fnmatch(pattern, subject [, nocase]) -> bool. glibc fnmatch: linear
- * for the patterns rules use, no backtracking blow-up (DESIGN §8). */
+ * for the patterns rules use, no backtracking blow-up (doc/threat-model.md). */
 static int core_fnmatch(lua_State *L)
 {
 	const char *pat = luaL_checkstring(L, 1);

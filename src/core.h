@@ -9,7 +9,7 @@
 #include "event.h"
 
 /* Push ev as a new table with the always-present and type-specific fields
- * of DESIGN §4. wall_offset_ns converts ktime_ns to wall-clock time.
+ * of procwarden-rules(5) EVENT TABLE. wall_offset_ns converts ktime_ns to wall-clock time.
  * May raise a Lua memory error: call from protected code.
  * Stack: [-0, +1] */
 void pw_event_push(lua_State *L, const struct pw_event *ev, int64_t wall_offset_ns);

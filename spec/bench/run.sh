@@ -1,5 +1,5 @@
 #!/bin/sh
-# spec/bench/run.sh: procwarden's benchmarks (`make bench`), DESIGN.md §6.
+# spec/bench/run.sh: procwarden's benchmarks (`make bench`); README "Measured performance".
 #
 #   PW_BUILD=build sh spec/bench/run.sh      # ~3-6 minutes
 #   BENCH_QUICK=1 ... run.sh                 # short version, < 2 minutes
@@ -91,7 +91,7 @@ ge() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || a == "n/a") print "n/a"; 
 	echo
 	echo "== summary: $NPROC cores, $cpu, kernel $kernel$([ "$BENCH_QUICK" = 1 ] && echo ", QUICK") =="
 	line() { printf '%-30s %-24s %-24s %-9s %-22s %s\n' "$@"; }
-	line measure procwarden "baseline (same run)" ratio "target (DESIGN 6)" status
+	line measure procwarden "baseline (same run)" ratio "target" status
 	case " $ONLY " in *" kill_latency "*)
 		for load in idle busy; do
 			for sched in normal realtime; do

@@ -1,5 +1,5 @@
 /* fuzz_parser.c: libFuzzer target for the proc connector parser (src/event.c),
- * DESIGN.md §7. Any violated invariant calls __builtin_trap().
+ * the first parser of outside input. Any violated invariant calls __builtin_trap().
  *
  * (a) pw_parse_buffer with a zero, a small and a large (never too small)
  *     output capacity: n <= cap; status in range and named; on OK every event

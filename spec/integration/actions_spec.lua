@@ -1,5 +1,5 @@
--- Actions against real processes (issue 6; DESIGN §4 "Actions and
--- functions"): kill through a pidfd after a start-time check, protect{},
+-- Actions against real processes (issue 6; procwarden-rules(5) ACTIONS):
+-- kill through a pidfd after a start-time check, protect{},
 -- the refusals (pid 1, kernel threads, procwarden itself), a recycled pid
 -- never hit, exec() with a timeout and captured stdout, and --dry-run.
 -- Root only: as any other user every test here is pending (the one

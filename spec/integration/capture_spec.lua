@@ -1,4 +1,4 @@
--- Integration specs for how an exec's context is captured (DESIGN §4,
+-- Integration specs for how an exec's context is captured (procwarden-rules(5),
 -- "Capture early"): ids and the cgroup v2 id come from PIDFD_GET_INFO where
 -- the kernel has it, and a cgroup's path is then looked up by its id (read
 -- from /proc once per cgroup). These check that what rules see is still

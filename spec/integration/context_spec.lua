@@ -1,4 +1,4 @@
--- Integration specs for the process context that rules see (DESIGN §4:
+-- Integration specs for the process context that rules see (procwarden-rules(5):
 -- the process fields table, "Capture early", start-up): the daemon runs a
 -- rules file against real workloads and its JSON-lines stdout (-o json:
 -- one object per log line, with "msg" and "event") is decoded and checked.

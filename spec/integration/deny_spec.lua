@@ -1,4 +1,4 @@
--- Pre-exec decisions, deny() (DESIGN §4 "Pre-exec decisions", §8; issue 8),
+-- Pre-exec decisions, deny() (procwarden-rules(5) DENY, README "Pre-exec decisions"; issue 8),
 -- against the real kernel: fanotify exec permission events answered by the
 -- daemon's responder thread. Root only: as any other user every test here
 -- is reported pending, never passed.

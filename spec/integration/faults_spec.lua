@@ -1,9 +1,9 @@
 -- Faults, each with a spec (issue 9): what the daemon does when the kernel
 -- drops events, when an output fails, when processes vanish (or their pid
 -- is taken by another process) before /proc is read, and when a rule hits
--- the Lua memory cap. DESIGN §3 (--rcvbuf, --log, --stats), §4 (event
--- table, "Safety of user code"), §5 (outputs), §7 ("every drop has a
--- counter"). Root only: as any other user every test here is pending.
+-- the Lua memory cap: procwarden(8) (--rcvbuf, --log, --stats, "every drop
+-- has a counter") and procwarden-rules(5) (the event table, budgets).
+-- Root only: as any other user every test here is pending.
 --
 -- Helper programs are C sources in spec/integration/faults/, compiled once
 -- into a temp dir with cc (nothing prebuilt):
@@ -202,7 +202,7 @@ rule { name = "kill-victim", on = "exec", match = { exe = %q }, action = { kill(
     assert.is_true(r.stats.signals_sent >= 1)
   end)
 
-  it_root("--log syslog with no syslog daemon: the lost lines are counted (DESIGN §7)", function()
+  it_root("--log syslog with no syslog daemon: the lost lines are counted", function()
     local r = run_syslog()
     if r.devlog then
       pending("a syslog daemon listens on /dev/log here: nothing is lost")

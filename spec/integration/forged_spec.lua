@@ -1,4 +1,4 @@
--- Forged proc connector messages (DESIGN §7): root can send proc connector
+-- Forged proc connector messages (procwarden(8); doc/threat-model.md): root can send proc connector
 -- messages from a userspace socket, unicast to procwarden's port id or
 -- multicast to the CN_IDX_PROC group. procwarden must drop every message
 -- whose sender port id (the recvmsg source address) is not 0, count it

@@ -1,6 +1,6 @@
 #!/bin/sh
 # race: the kill-after-exec table for procwarden itself (issue 8.7; the
-# minimal killer's table is in DESIGN.md §8).
+# minimal killer's figures are in spec/bench/README.md).
 #
 # Three victims, each proving that it ran by creating a marker file, then
 # sleeping 1 s so that a kill can land:

@@ -1,7 +1,7 @@
 #!/bin/sh
 # rss: idle memory. procwarden with the embedded default policy (no rules
 # file, -o json --log /dev/null) runs for 3 s on an otherwise idle system;
-# then VmRSS (and VmHWM, the peak) from /proc/PID/status, against DESIGN's
+# then VmRSS (and VmHWM, the peak) from /proc/PID/status, against the
 # 8 MB target (taken as 8 MiB = 8192 kB). For scale, in the same run: the
 # minimal C listener (minlisten count), and procwarden --realtime, which
 # locks all its memory (mlockall), so its RSS is everything it mapped.
