@@ -542,12 +542,23 @@ static void strip_deleted(char *path)
 
 /* ---- FUSE groups ----------------------------------------------------------- */
 
-static void fuse_answer(int fan, int fd, bool deny)
+/* Answer one request of group fan and close its fd (on a FUSE group's
+ * thread the close may wait on the server (FLUSH): that thread only). */
+static void answer(int fan, int fd, bool deny)
 {
 	struct fanotify_response r = {.fd = fd, .response = deny ? FAN_DENY : FAN_ALLOW};
 	if (write(fan, &r, sizeof r) != sizeof r)
-		pw_log(PW_LOG_ERROR, "deny: answering a FUSE request: %s", strerror(errno));
-	close(fd); /* may wait on the server (FLUSH): this thread only */
+		pw_log(PW_LOG_ERROR, "deny: answering fanotify: %s", strerror(errno));
+	close(fd);
+}
+
+/* An exec let through (under mu): its exec event need not be judged again
+ * when the rules decided it in time; late, its fallback says so. */
+static void remember(struct pw_deny *d, const struct pw_deny_req *q, bool late)
+{
+	d->recent[d->recent_next++ % RECENT_MAX] =
+		(struct recent){.pid = q->pid, .dev = q->dev, .ino = q->ino, .late = late,
+				.path_hash = path_hash(q->exe), .answered_ns = pw_mono_ns()};
 }
 
 /* What is known of a FUSE file without asking its server: the path from the
@@ -564,7 +575,7 @@ static void fuse_describe(struct pw_deny *d, struct fuse_group *g, const struct 
 	r->exe[n > 0 ? n : 0] = 0;
 	strip_deleted(r->exe);
 	if (n < 0)
-		snprintf(r->exe_error, sizeof r->exe_error, "%s", strerrorname_np(errno) ? strerrorname_np(errno) : "unreadable");
+		snprintf(r->exe_error, sizeof r->exe_error, "%s", proc_errno_name(errno));
 	struct statx sx;
 	if (statx(md->fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_BASIC_STATS, &sx) == 0) {
 		r->exe_uid = sx.stx_uid;
@@ -620,16 +631,14 @@ static void fuse_round(struct pw_deny *d, int gi, int fan, const struct fanotify
 			d->st.fuse_defaulted++;
 			const struct pw_deny_req *q = idx[i] >= 0 ? &d->inbox[idx[i]].req : NULL;
 			if (q && !verdict[i]) /* its exec event says it was not decided in time */
-				d->recent[d->recent_next++ % RECENT_MAX] =
-					(struct recent){.pid = q->pid, .dev = q->dev, .ino = q->ino, .late = true,
-							.path_hash = path_hash(q->exe), .answered_ns = pw_mono_ns()};
+				remember(d, q, true);
 		}
 		if (idx[i] >= 0)
 			d->inbox[idx[i]].state = INBOX_FREE; /* a late responder finds it gone (see fuse_take) */
 	}
 	pthread_mutex_unlock(&d->mu);
 	for (int i = 0; i < n; i++)
-		fuse_answer(fan, mds[i]->fd, verdict[i]);
+		answer(fan, mds[i]->fd, verdict[i]);
 }
 
 /* Does our group still hold its filesystem mark? The kernel drops it with
@@ -726,7 +735,7 @@ static void *fuse_thread(void *arg)
 			if (md->fd < 0)
 				continue;
 			if (md->vers != FANOTIFY_METADATA_VERSION || !(md->mask & FAN_OPEN_EXEC_PERM) || md->pid == d->self) {
-				fuse_answer(fan, md->fd, false);
+				answer(fan, md->fd, false);
 				continue;
 			}
 			mds[n++] = md;
@@ -1136,14 +1145,6 @@ bool deny_exec_seen(struct pw_deny *d, pid_t pid, const char *exe, uint64_t ktim
 }
 /* ---- the responder ----------------------------------------------------- */
 
-static void answer(struct pw_deny *d, int fd, bool deny)
-{
-	struct fanotify_response r = {.fd = fd, .response = deny ? FAN_DENY : FAN_ALLOW};
-	if (write(d->fan, &r, sizeof r) != sizeof r)
-		pw_log(PW_LOG_ERROR, "deny: answering fanotify: %s", strerror(errno));
-	close(fd);
-}
-
 /* What is known of the file being executed. The hash gives up at
  * hash_deadline, halfway to the answer's: the rules then decide without it
  * (a sha256 rule whose other entries hold denies: padding buys no bypass). */
@@ -1159,7 +1160,7 @@ static void describe(struct pw_deny *d, struct slot *s, const struct fanotify_ev
 	r->exe[n > 0 ? n : 0] = 0;
 	strip_deleted(r->exe);
 	if (n < 0) /* a path over 4095 bytes: ENAMETOOLONG; the rules on exe fail closed */
-		snprintf(r->exe_error, sizeof r->exe_error, "%s", strerrorname_np(errno) ? strerrorname_np(errno) : "unreadable");
+		snprintf(r->exe_error, sizeof r->exe_error, "%s", proc_errno_name(errno));
 	struct stat sb;
 	bool have_sb = fstat(md->fd, &sb) == 0;
 	if (have_sb) {
@@ -1170,7 +1171,7 @@ static void describe(struct pw_deny *d, struct slot *s, const struct fanotify_ev
 		r->ino = sb.st_ino;
 		mounts_fs_type(md->pid, sb.st_dev, r->exe_fs, sizeof r->exe_fs);
 	} else if (!r->exe_error[0]) {
-		snprintf(r->exe_error, sizeof r->exe_error, "%s", strerrorname_np(errno) ? strerrorname_np(errno) : "unreadable");
+		snprintf(r->exe_error, sizeof r->exe_error, "%s", proc_errno_name(errno));
 	}
 	if (atomic_load(&d->need_sha256)) {
 		int h = hash_sha256_fd_by(md->fd, have_sb ? &sb : NULL, r->sha256, deadline);
@@ -1401,10 +1402,8 @@ static void run_round(struct pw_deny *d, struct slot *round, int k, uint64_t t0)
 		if (d->cfg.dry_run)
 			deny = false;
 		d->st.denied += deny;
-		if (!deny) /* it runs: judged in time, its exec event need not be judged again; else it says late */
-			d->recent[d->recent_next++ % RECENT_MAX] =
-				(struct recent){.pid = s->req.pid, .dev = s->req.dev, .ino = s->req.ino, .late = !decided,
-						.path_hash = path_hash(s->req.exe), .answered_ns = pw_mono_ns()};
+		if (!deny)
+			remember(d, &s->req, !decided);
 		if (s->req.deny || s->late) {
 			outputs = true;
 			if (d->ndone < DONE_MAX) {
@@ -1433,7 +1432,7 @@ static void run_round(struct pw_deny *d, struct slot *round, int k, uint64_t t0)
 	/* Answer after the lock: every request of the round, decided or not. */
 	for (int i = 0; i < k; i++)
 		if (round[i].fd >= 0)
-			answer(d, round[i].fd, round[i].req.deny);
+			answer(d->fan, round[i].fd, round[i].req.deny);
 	if (outputs)
 		ev_async_send(d->cfg.loop, &d->async);
 }
@@ -1524,7 +1523,7 @@ static void *responder(void *arg)
 				pw_log(PW_LOG_ERROR, "deny: fanotify metadata version %u, expected %u",
 				       md->vers, FANOTIFY_METADATA_VERSION);
 				if (md->fd >= 0)
-					answer(d, md->fd, false);
+					answer(d->fan, md->fd, false);
 				continue;
 			}
 			if (md->fd < 0)
@@ -1537,7 +1536,7 @@ static void *responder(void *arg)
 				pthread_mutex_lock(&d->mu);
 				d->st.own++;
 				pthread_mutex_unlock(&d->mu);
-				answer(d, md->fd, false);
+				answer(d->fan, md->fd, false);
 				continue;
 			}
 			round[k] = (struct slot){.fd = md->fd, .inbox = -1, .state = SLOT_ASKED};

@@ -388,3 +388,9 @@ void proc_tty_name(unsigned tty_nr, char *buf, size_t cap)
 	else
 		snprintf(buf, cap, "tty%u:%u", major, minor);
 }
+
+const char *proc_errno_name(int err)
+{
+	const char *name = strerrorname_np(err);
+	return name ? name : "unreadable";
+}

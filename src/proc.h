@@ -66,6 +66,9 @@ int proc_pidfd_ino(int pidfd, uint64_t *ino);
 /* The /proc start-time clock (ticks since boot, CLOCK_BOOTTIME) at a
  * kernel event's CLOCK_MONOTONIC timestamp. */
 uint64_t proc_ticks_at(uint64_t ktime_ns);
+/* The name of an errno value ("ENAMETOOLONG"), as rules see why a read
+ * failed (exe_error); "unreadable" for a value without one. */
+const char *proc_errno_name(int err);
 /* Terminal name for a tty_nr ("pts/3", "tty1", "ttyS0"), or "" when none. */
 void proc_tty_name(unsigned tty_nr, char *buf, size_t cap);
 

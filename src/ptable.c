@@ -136,8 +136,7 @@ static struct pw_image *image_capture(struct pw_ptable *t, pid_t tgid, bool *gon
 	img->argv_truncated = trunc;
 	img->exe = exe_len >= 0 ? strndup(exe, (size_t)exe_len) : NULL;
 	if (exe_len < 0 && exe_len != -ENOENT && exe_len != -ESRCH) /* ENOENT: no exe (kernel thread, zombie) */
-		snprintf(img->exe_error, sizeof img->exe_error, "%s",
-			 strerrorname_np(-exe_len) ? strerrorname_np(-exe_len) : "unreadable");
+		snprintf(img->exe_error, sizeof img->exe_error, "%s", proc_errno_name(-exe_len));
 	exe_attributes(tgid, img);
 	img->bytes = sizeof *img + (size_t)argv_len + (exe_len > 0 ? (size_t)exe_len : 0);
 	img->acct = &t->st.image_bytes;

@@ -68,7 +68,7 @@ end
 local EXE_FIELDS = { exe = true, sha256 = true, exe_uid = true, exe_gid = true, exe_mode = true, exe_fs = true }
 M.unknown_holds = 0 -- firings of an entry that held because its value could not be read
 
--- Why e's value of field k is unknown (not merely absent), or nil.
+-- Why e's executable fields are unknown (not merely absent), or nil.
 -- Only what a process can make unreadable fails closed: a path too long to
 -- read (ENAMETOOLONG), a FUSE file whose attributes its server withholds.
 -- A process gone before its exe was read can no longer be acted on, and
@@ -79,12 +79,10 @@ M.unknown_holds = 0 -- firings of an entry that held because its value could not
 -- process, so it does not hold there.
 M.unknown_gone = 0 -- exe unknown because the process was gone: not held
 local CLOSED_ERRORS = { ENAMETOOLONG = true, ["FUSE attributes withheld"] = true }
-M.CLOSED_ERRORS = CLOSED_ERRORS
-local function unknown_reason(e, k)
+local function unknown_reason(e)
   local err = e.exe_error
   if err and CLOSED_ERRORS[err] then return "exe unreadable: " .. err end
   if err == "process gone" then M.unknown_gone = M.unknown_gone + 1 end
-  local _ = k
   return nil
 end
 
@@ -93,7 +91,7 @@ local function fail_closed(k, m)
   return function(e)
     if m(e) then return true end
     if e[k] ~= nil then return false end -- known, and it does not hold
-    local why = unknown_reason(e, k)
+    local why = unknown_reason(e)
     if not why then return false end
     M.unknown_holds = M.unknown_holds + 1
     rawset(e, "_unknown", why)
